@@ -1,0 +1,39 @@
+# Two commands do all the setup: `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.modeconn-installed
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench data clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# A CUDA build that also runs on the CPU; these wheels lie on local disk here.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's Fashion-MNIST, when apt is available and the files are missing (needs root).
+data:
+	@if [ ! -e $(FASHION_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+		|| echo "note: could not install dataset-fashion-mnist; fashion_mnist needs dataset.root or dataset.download=true"; \
+	fi
+
+demo: $(STAMP) data
+	$(PY) -m modeconn dataset=mnist1d arch=mlp method=linear logger=csv
+
+test: $(STAMP) data
+	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP) data
+	WANDB_MODE=disabled $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP) data
+	$(PY) benchmarks/loader.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from modeconn.app import main
+
+main()

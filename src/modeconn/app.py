@@ -1,0 +1,108 @@
+"""The Hydra app: one run = one (dataset, arch, method, align, seed).
+
+config ─► data ─► endpoints (store) ─► path ─► evaluate ─► results.json (+ tracker)
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from modeconn.data import DatasetNotFound, load_dataset
+from modeconn.evaluation.metrics import evaluate_point
+from modeconn.evaluation.plots import plot_profile
+from modeconn.evaluation.profile import evaluate_path
+from modeconn.paths import ParameterSpace, build_path
+from modeconn.report.console import run_table
+from modeconn.results import RunRecord
+from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint, load_state
+from modeconn.tracking import make_tracker
+from modeconn.training.endpoints import new_model, obtain_endpoint
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+# Bad input, reported as one line instead of a traceback.
+USER_ERRORS = (DatasetNotFound, IncompatibleCheckpoint, CorruptEntry)
+log = logging.getLogger("modeconn")
+
+
+def device_for(cfg: DictConfig) -> torch.device:
+    return torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+
+
+def eval_kwargs(cfg: DictConfig) -> dict:
+    return {"wd": cfg.eval.wd, "batch_size": cfg.eval.batch_size, "bn_batch_size": cfg.eval.bn_batch_size}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Execute one run and return its results (also written to `cfg.output_dir`/results.json)."""
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(out_dir, dataset=cfg.dataset.name, arch=cfg.arch.name, method=cfg.method.name,
+                       align=cfg.align.name, seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
+    tracker = None
+    try:
+        device = device_for(cfg)
+        with record.stage("data"):
+            data = load_dataset(cfg.dataset, device)
+        tracker = make_tracker(cfg, out_dir)
+        store = EndpointStore(cfg.store_dir)
+        model = new_model(cfg, data).to(device)
+        space = ParameterSpace(model)
+
+        vectors = []
+        for i in range(cfg.method.endpoints):
+            with record.stage("endpoints"):
+                entry, cached = obtain_endpoint(cfg, data, i, store)
+                load_state(model, entry.state, source=str(store.entry_dir(entry.key)))
+            vector = space.flatten(entry.state).to(device)
+            with record.stage("evaluate"):
+                metrics = evaluate_point(model, space.unflatten(vector), data, **eval_kwargs(cfg))
+            record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict()})
+            vectors.append(vector)
+
+        path = build_path(cfg.method, space, vectors).to(device)
+        with record.stage("evaluate"):
+            profile, summary = evaluate_path(path, model, data, progress=cfg.trainer.progress, **eval_kwargs(cfg))
+        record.data["path"], record.data["summary"] = profile, summary
+        plot_profile(profile, out_dir / "path.png",
+                     title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
+        tracker.log_profile(profile)
+        tracker.log_summary({"barrier/" + k: v for k, v in summary["barrier"].items()})
+        return record.ok()
+    except BaseException as error:
+        record.failed(error)
+        raise
+    finally:
+        if tracker is not None:
+            tracker.finish()
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point (`modeconn`, `python -m modeconn`). In a multirun a failed job
+    is recorded as failed and the sweep goes on; a single run exits non-zero."""
+    try:
+        results = run(cfg)
+    except USER_ERRORS as error:
+        if _in_multirun():
+            log.error("job failed: %s", error)
+            return None
+        print(f"modeconn: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        if _in_multirun():
+            log.exception("job failed; the sweep goes on")
+            return None
+        raise
+    print(run_table(results, str(Path(cfg.output_dir) / "results.json")))
+    return results["summary"]["barrier"]["test_err"] if "summary" in results else None

@@ -1,0 +1,58 @@
+"""The papers' measurements of one weight vector: train loss, NLL, error; test NLL, error."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from modeconn.evaluation.bn import recompute_bn
+
+METRICS = ("train_loss", "train_nll", "train_err", "test_nll", "test_err")
+
+
+@dataclass
+class PointMetrics:
+    """Losses in nats, errors in percent (as the papers print them)."""
+
+    train_loss: float
+    train_nll: float
+    train_err: float
+    test_nll: float
+    test_err: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def nll_and_error(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and error (%) of the eval-mode network over (x, y)."""
+    model.eval()
+    nll = torch.zeros((), dtype=torch.float64, device=x.device)
+    wrong = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        logits = functional_call(model, dict(params), (x[start:start + batch_size],))
+        target = y[start:start + batch_size]
+        nll += F.cross_entropy(logits.float(), target, reduction="sum").double()
+        wrong += (logits.argmax(1) != target).sum()
+    n = x.shape[0]
+    return nll.item() / n, 100.0 * wrong.item() / n
+
+
+@torch.no_grad()
+def evaluate_point(model: nn.Module, params: Mapping[str, torch.Tensor], data, *, wd: float,
+                   batch_size: int, bn_batch_size: int) -> PointMetrics:
+    """Recompute BN statistics for `params`, then measure it on train and test data.
+
+    train_loss adds Garipov's weight-decay term 0.5 * wd * ||w||^2 to the train NLL.
+    """
+    recompute_bn(model, params, data.x_train, bn_batch_size)
+    train_nll, train_err = nll_and_error(model, params, data.x_train, data.y_train, batch_size)
+    test_nll, test_err = nll_and_error(model, params, data.x_test, data.y_test, batch_size)
+    sq_norm = sum(p.double().pow(2).sum() for p in params.values()).item()
+    return PointMetrics(train_nll + 0.5 * wd * sq_norm, train_nll, train_err, test_nll, test_err)

@@ -1,0 +1,34 @@
+"""The evaluation protocol along a 1-D path: every grid point measured as Garipov does."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modeconn.evaluation.metrics import METRICS, evaluate_point
+from modeconn.evaluation.summary import summarize_profile
+from modeconn.paths.base import Path
+
+
+@torch.no_grad()
+def evaluate_path(path: Path, model: nn.Module, data, *, wd: float, batch_size: int, bn_batch_size: int,
+                  progress: bool = True) -> tuple[dict[str, list[float]], dict]:
+    """Measure `model` at every point of `path.grid()`.
+
+    Returns the profile (`t` and one list per metric) and its summaries (start,
+    end, min, max, avg, arc-length weighted int, length, barrier).
+    """
+    grid = path.grid()
+    profile: dict[str, list[float]] = {"t": [float(c[0]) for c in grid], **{m: [] for m in METRICS}}
+    dl = [0.0]
+    previous = None
+    for coords in tqdm(grid, desc="evaluating path", disable=not progress, leave=False):
+        vector = path.vector(coords.to(path.device)).detach()
+        point = evaluate_point(model, path.space.unflatten(vector), data, wd=wd,
+                               batch_size=batch_size, bn_batch_size=bn_batch_size)
+        for name, value in point.as_dict().items():
+            profile[name].append(value)
+        if previous is not None:
+            dl.append(torch.linalg.vector_norm((vector - previous).double()).item())
+        previous = vector
+    return profile, summarize_profile(profile, dl, METRICS)

@@ -1,0 +1,19 @@
+"""A short plain-text table of one run, printed when it ends."""
+from __future__ import annotations
+
+
+def run_table(results: dict, results_path: str) -> str:
+    rows = [f"{'':<26}{'test err %':>12}{'test nll':>10}{'train loss':>12}"]
+    for i, e in enumerate(results.get("endpoints", [])):
+        cached = " (cached)" if e["cached"] else ""
+        rows.append(f"{f'endpoint {i}{cached}':<26}{e['test_err']:>12.2f}{e['test_nll']:>10.4f}{e['train_loss']:>12.4f}")
+    summary = results.get("summary")
+    if summary:
+        rows.append(f"{'max along the path':<26}{summary['test_err']['max']:>12.2f}"
+                    f"{summary['test_nll']['max']:>10.4f}{summary['train_loss']['max']:>12.4f}")
+        rows.append(f"{'barrier':<26}{summary['barrier']['test_err']:>12.2f}"
+                    f"{summary['barrier']['test_nll']:>10.4f}{summary['barrier']['train_loss']:>12.4f}")
+        rows.append(f"path length {summary['length']:.3f}")
+    head = (f"{results['method']} (align={results['align']}) on {results['dataset']} / {results['arch']}, "
+            f"seed {results['seed']}: {results['status']}")
+    return "\n".join([head, *rows, f"results: {results_path}"])

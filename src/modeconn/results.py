@@ -1,0 +1,93 @@
+"""results.json: the record of one run, and the source of truth for reports.
+
+Every run writes one, with the keys of DESIGN.md's public contract. It is
+written atomically, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from modeconn.evaluation.metrics import METRICS
+
+FILENAME = "results.json"
+REQUIRED_KEYS = ("dataset", "arch", "method", "align", "seed", "config", "status", "timing", "endpoints")
+ENDPOINT_KEYS = ("key", "cached", "train_loss", "train_err", "test_nll", "test_err")
+PATH_KEYS = ("t", *METRICS)
+SUMMARY_STATS = ("start", "end", "min", "max", "avg", "int")
+ENSEMBLE_KEYS = ("members", "test_acc", "test_nll", "test_ece", "test_brier")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def read_results(path: str | Path) -> dict:
+    path = Path(path)
+    return json.loads((path / FILENAME if path.is_dir() else path).read_text())
+
+
+class RunRecord:
+    """Collects one run's results and timings, and writes them to results.json."""
+
+    def __init__(self, out_dir: str | Path, *, dataset: str, arch: str, method: str, align: str, seed: int,
+                 config: dict):
+        self.path = Path(out_dir) / FILENAME
+        self.data: dict[str, Any] = {"dataset": dataset, "arch": arch, "method": method, "align": align,
+                                     "seed": seed, "config": config, "status": "running", "timing": {},
+                                     "endpoints": []}
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time a stage of the run (seconds accumulate under timing[name])."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timing = self.data["timing"]
+            timing[name] = timing.get(name, 0.0) + time.perf_counter() - start
+
+    def ok(self) -> dict:
+        self.data["status"] = "ok"
+        self.data.pop("error", None)
+        self.write()
+        return self.data
+
+    def failed(self, error: BaseException) -> dict:
+        self.data["status"] = "failed"
+        self.data["error"] = f"{type(error).__name__}: {error}"
+        self.write()
+        return self.data
+
+    def write(self) -> None:
+        write_json_atomic(self.path, self.data)
+
+
+def validate(results: dict) -> list[str]:
+    """The ways `results` departs from the schema (empty when it follows it)."""
+    problems = [f"missing key {k}" for k in REQUIRED_KEYS if k not in results]
+    if results.get("status") not in ("ok", "failed"):
+        problems.append(f"status is {results.get('status')!r}")
+    if results.get("status") == "failed" and "error" not in results:
+        problems.append("failed without error")
+    for i, endpoint in enumerate(results.get("endpoints", [])):
+        problems += [f"endpoints[{i}] lacks {k}" for k in ENDPOINT_KEYS if k not in endpoint]
+    if "path" in results:
+        lengths = {k: len(results["path"].get(k, [])) for k in PATH_KEYS}
+        if len(set(lengths.values())) != 1:
+            problems.append(f"path lists differ in length: {lengths}")
+        summary = results.get("summary", {})
+        for m in METRICS:
+            problems += [f"summary.{m} lacks {s}" for s in SUMMARY_STATS if s not in summary.get(m, {})]
+        problems += [f"summary lacks {k}" for k in ("length", "barrier") if k not in summary]
+    if "ensemble" in results:
+        problems += [f"ensemble lacks {k}" for k in ENSEMBLE_KEYS if k not in results["ensemble"]]
+    return problems

@@ -1,0 +1,101 @@
+"""Where a run reports besides results.json: W&B, a CSV file, or nowhere.
+
+results.json is the source of truth; a tracker mirrors it for people: W&B is
+the shared dashboard (one W&B run per job), CSV is for a quick look.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+class Tracker:
+    """Does nothing: logger=none."""
+
+    def lightning_logger(self):
+        """A Lightning logger for trained paths, or False."""
+        return False
+
+    def log_profile(self, profile: dict[str, list[float]]) -> None: ...
+
+    def log_summary(self, values: dict) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class CsvTracker(Tracker):
+    """profile.csv (one row per grid point) and Lightning's metrics.csv in the run dir."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+
+    def lightning_logger(self):
+        from lightning.pytorch.loggers import CSVLogger
+        return CSVLogger(save_dir=str(self.out_dir), name="training", version="")
+
+    def log_profile(self, profile):
+        keys = list(profile)
+        with open(self.out_dir / "profile.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(keys)
+            writer.writerows(zip(*(profile[k] for k in keys)))
+
+
+def wandb_mode(configured: str | None) -> str:
+    """online when an API key is configured, offline otherwise; WANDB_MODE or the config wins."""
+    if configured:
+        return configured
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    import wandb
+    try:
+        has_key = bool(os.environ.get("WANDB_API_KEY") or wandb.api.api_key)
+    except Exception:
+        has_key = False
+    return "online" if has_key else "offline"
+
+
+class WandbTracker(Tracker):
+    def __init__(self, cfg, out_dir: Path):
+        import wandb
+        self.wandb = wandb
+        log_cfg = cfg.logger
+        choices = [cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}"]
+        self.run = wandb.init(
+            project=log_cfg.project, entity=log_cfg.entity, mode=wandb_mode(log_cfg.mode),
+            group=log_cfg.group or f"{cfg.dataset.name}-{cfg.arch.name}",
+            tags=[*choices, *log_cfg.tags], job_type=cfg.method.name,
+            name=f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}", dir=str(out_dir),
+            config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
+        )
+
+    def lightning_logger(self):
+        from lightning.pytorch.loggers import WandbLogger
+        return WandbLogger(experiment=self.run)
+
+    def log_profile(self, profile):
+        keys = list(profile)
+        table = self.wandb.Table(columns=keys, data=[list(row) for row in zip(*(profile[k] for k in keys))])
+        self.run.log({"path/table": table})
+        for metric in keys[1:]:
+            self.run.log({f"path/{metric}": self.wandb.plot.line(table, "t", metric, title=f"{metric} along the path")})
+
+    def log_summary(self, values):
+        self.run.summary.update(values)
+
+    def finish(self):
+        self.run.finish()
+
+
+def make_tracker(cfg, out_dir: Path) -> Tracker:
+    name = cfg.logger.name
+    if name == "wandb":
+        return WandbTracker(cfg, out_dir)
+    if name == "csv":
+        return CsvTracker(out_dir)
+    if name == "none":
+        return Tracker()
+    raise ValueError(f"logger={name}: choose wandb, csv or none")

@@ -1,0 +1,68 @@
+"""Trained endpoints, each trained once and then served from the store.
+
+The store key hashes everything that determines the weights: the dataset's
+options (not where its files lie), the architecture, the training recipe and
+the seed. Endpoint i of a run with seed s is trained with seed 1000 * s + i, so
+runs with the same seed share endpoints across methods.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from omegaconf import OmegaConf
+
+from modeconn.data import Dataset, TensorLoader
+from modeconn.models import build_model
+from modeconn.store import EndpointStore, Entry
+from modeconn.training.classifier import ClassifierModule
+from modeconn.training.fit import fit, steps_per_epoch
+
+# Bump when a change to models or training invalidates stored endpoints.
+STORE_FORMAT = 1
+# Dataset keys that say where data lies, not what it is.
+_LOCATION_KEYS = ("root", "download")
+
+
+def endpoint_seed(run_seed: int, index: int) -> int:
+    return 1000 * int(run_seed) + index
+
+
+def endpoint_spec(cfg, index: int) -> dict:
+    """Everything that determines endpoint `index`'s trained weights."""
+    as_dict = lambda node: OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
+    dataset = {k: v for k, v in as_dict(cfg.dataset).items() if k not in _LOCATION_KEYS}
+    return {
+        "format": STORE_FORMAT,
+        "dataset": dataset,
+        "arch": {"name": cfg.arch.name, "params": as_dict(cfg.arch.params)},
+        "recipe": as_dict(cfg.endpoint),
+        "seed": endpoint_seed(cfg.seed, index),
+    }
+
+
+def new_model(cfg, data: Dataset) -> torch.nn.Module:
+    return build_model(cfg.arch.name, cfg.arch.params, data.input_shape, data.num_classes)
+
+
+def train_endpoint(spec: Mapping, cfg, data: Dataset, work_dir) -> tuple[dict, dict]:
+    """Train one endpoint with the recipe in `spec`; returns (state_dict, meta)."""
+    recipe = spec["recipe"]
+    torch.manual_seed(spec["seed"])
+    model = new_model(cfg, data).to(data.x_train.device)
+    loader = TensorLoader(data.x_train, data.y_train, recipe["batch_size"], shuffle=True,
+                          augment=data.augment, seed=spec["seed"])
+    total = steps_per_epoch(loader, recipe.get("limit_batches")) * recipe["epochs"]
+    module = ClassifierModule(model, loader, lr=recipe["lr"], momentum=recipe["momentum"], wd=recipe["wd"],
+                              total_steps=total, schedule=recipe["schedule"], seed=spec["seed"])
+    trainer = fit(module, epochs=recipe["epochs"], work_dir=work_dir, trainer_cfg=cfg.trainer,
+                  limit_batches=recipe.get("limit_batches"))
+    final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return state, {"final_train_metrics": final, "steps": total}
+
+
+def obtain_endpoint(cfg, data: Dataset, index: int, store: EndpointStore) -> tuple[Entry, bool]:
+    """Endpoint `index` of this run: from the store, or trained now and stored (once, under a lock)."""
+    spec = endpoint_spec(cfg, index)
+    return store.get_or_create(spec, lambda work_dir: train_endpoint(spec, cfg, data, work_dir))

@@ -1,0 +1,40 @@
+"""Shared test setup: a private MODECONN_HOME per session, and config composition."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "conf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory):
+    """Generated data (mnist1d) is cached once per session, never in the user's cache."""
+    home = tmp_path_factory.mktemp("modeconn_home")
+    old = os.environ.get("MODECONN_HOME")
+    os.environ["MODECONN_HOME"] = str(home)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    yield home
+    if old is None:
+        os.environ.pop("MODECONN_HOME", None)
+    else:
+        os.environ["MODECONN_HOME"] = old
+
+
+def compose_config(*overrides: str):
+    """The app's config as `modeconn OVERRIDES...` would compose it (without Hydra's run dir)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def run_config(tmp_path):
+    """compose_config with the run dir and the endpoint store inside tmp_path."""
+    def make(*overrides: str, store: Path | None = None):
+        return compose_config(f"output_dir={tmp_path / 'run'}", f"store_dir={store or tmp_path / 'store'}",
+                              "trainer=smoke", "logger=none", *overrides)
+    return make

@@ -1,0 +1,72 @@
+"""One run end to end: config -> endpoints -> path -> results.json."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeconn.app import run
+from modeconn.results import read_results, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_linear_run_writes_the_contract_and_reuses_endpoints(run_config, tmp_path):
+    cfg = run_config("dataset=digits", "arch=mlp", "method=linear")
+    results = run(cfg)
+    on_disk = read_results(tmp_path / "run")
+    assert on_disk == json.loads(json.dumps(results, default=float))
+    assert validate(on_disk) == []
+    assert on_disk["status"] == "ok"
+    assert (on_disk["dataset"], on_disk["arch"], on_disk["method"], on_disk["align"]) == ("digits", "mlp", "linear", "none")
+    assert len(on_disk["path"]["t"]) == 61
+    for i, end in ((0, 0), (1, -1)):
+        endpoint = on_disk["endpoints"][i]
+        assert not endpoint["cached"]
+        for metric in ("train_loss", "train_err", "test_nll", "test_err"):
+            assert on_disk["path"][metric][end] == endpoint[metric]
+    assert on_disk["endpoints"][0]["key"] != on_disk["endpoints"][1]["key"]
+    assert on_disk["summary"]["length"] > 0
+    assert (tmp_path / "run" / "path.png").stat().st_size > 0
+    # the same run again trains nothing
+    again = run(run_config("dataset=digits", "arch=mlp", "method=linear"))
+    assert [e["cached"] for e in again["endpoints"]] == [True, True]
+    assert again["path"] == results["path"]
+
+
+def test_failed_run_records_the_error(run_config, tmp_path):
+    cfg = run_config("dataset=digits", "arch=mlp", "method=linear", "arch.name=nonexistent")
+    with pytest.raises(ValueError):
+        run(cfg)
+    results = read_results(tmp_path / "run")
+    assert results["status"] == "failed" and "nonexistent" in results["error"]
+    assert validate(results) == []
+
+
+def _cli(*args, home):
+    env = {**os.environ, "MODECONN_HOME": str(home), "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "modeconn", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)
+
+
+def test_missing_dataset_is_one_clear_line_and_touches_no_store(tmp_path):
+    home = tmp_path / "home"
+    proc = _cli("dataset=fashion_mnist", "dataset.root=/nonexistent/fm", "trainer=smoke", "logger=none",
+                f"hydra.run.dir={tmp_path / 'run'}", home=home)
+    assert proc.returncode != 0
+    error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, proc.stderr
+    assert "/nonexistent/fm" in error_lines[0] and "dataset-fashion-mnist" in error_lines[0]
+    assert not (home / "endpoints").exists()
+    assert read_results(tmp_path / "run")["status"] == "failed"
+
+
+def test_cli_run_prints_the_table(tmp_path):
+    proc = _cli("dataset=digits", "arch=mlp", "method=linear", "trainer=smoke", "logger=csv",
+                f"hydra.run.dir={tmp_path / 'run'}", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "max along the path" in proc.stdout and "barrier" in proc.stdout
+    assert (tmp_path / "run" / "profile.csv").exists()
+    assert validate(read_results(tmp_path / "run")) == []
