@@ -70,10 +70,16 @@ def run(cfg: DictConfig) -> dict:
         with record.stage("evaluate"):
             profile, summary = evaluate_path(path, model, data, progress=cfg.trainer.progress, **eval_kwargs(cfg))
         record.data["path"], record.data["summary"] = profile, summary
-        plot_profile(profile, out_dir / "path.png",
-                     title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
+        picture = plot_profile(profile, out_dir / "path.png",
+                               title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
         tracker.log_profile(profile)
-        tracker.log_summary({"barrier/" + k: v for k, v in summary["barrier"].items()})
+        tracker.log_image("path/picture", picture)
+        tracker.log_summary({
+            **{f"barrier/{k}": v for k, v in summary["barrier"].items()},
+            **{f"max/{k}": summary[k]["max"] for k in ("train_loss", "test_nll", "test_err")},
+            **{f"endpoint{i}/{k}": v for i, e in enumerate(record.data["endpoints"])
+               for k, v in e.items() if k not in ("key", "cached")},
+        })
         return record.ok()
     except BaseException as error:
         record.failed(error)

@@ -23,6 +23,8 @@ class Tracker:
 
     def log_summary(self, values: dict) -> None: ...
 
+    def log_image(self, name: str, path: Path) -> None: ...
+
     def finish(self) -> None: ...
 
 
@@ -85,6 +87,9 @@ class WandbTracker(Tracker):
 
     def log_summary(self, values):
         self.run.summary.update(values)
+
+    def log_image(self, name, path):
+        self.run.log({name: self.wandb.Image(str(path))})
 
     def finish(self):
         self.run.finish()

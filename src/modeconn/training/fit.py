@@ -6,6 +6,7 @@ killed job picks up where it stopped when it is started again.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# Lightning 2.6 vs torch 2.14 noise that says nothing about the run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def steps_per_epoch(loader, limit_batches: int | None) -> int:
