@@ -15,15 +15,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from modeconn.data import DatasetNotFound, load_dataset
-from modeconn.evaluation.metrics import evaluate_point
-from modeconn.evaluation.plots import plot_profile
-from modeconn.evaluation.profile import evaluate_path
-from modeconn.paths import ParameterSpace, build_path
+from modeconn.paths import ParameterSpace
 from modeconn.report.console import run_table
 from modeconn.results import RunRecord
-from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint, load_state
+from modeconn.runners import RunContext, runner_for
+from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
 from modeconn.tracking import make_tracker
-from modeconn.training.endpoints import new_model, obtain_endpoint
+from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Bad input, reported as one line instead of a traceback.
@@ -33,10 +31,6 @@ log = logging.getLogger("modeconn")
 
 def device_for(cfg: DictConfig) -> torch.device:
     return torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
-
-
-def eval_kwargs(cfg: DictConfig) -> dict:
-    return {"wd": cfg.eval.wd, "batch_size": cfg.eval.batch_size, "bn_batch_size": cfg.eval.bn_batch_size}
 
 
 def run(cfg: DictConfig) -> dict:
@@ -51,35 +45,10 @@ def run(cfg: DictConfig) -> dict:
         with record.stage("data"):
             data = load_dataset(cfg.dataset, device)
         tracker = make_tracker(cfg, out_dir)
-        store = EndpointStore(cfg.store_dir)
         model = new_model(cfg, data).to(device)
-        space = ParameterSpace(model)
-
-        vectors = []
-        for i in range(cfg.method.endpoints):
-            with record.stage("endpoints"):
-                entry, cached = obtain_endpoint(cfg, data, i, store)
-                load_state(model, entry.state, source=str(store.entry_dir(entry.key)))
-            vector = space.flatten(entry.state).to(device)
-            with record.stage("evaluate"):
-                metrics = evaluate_point(model, space.unflatten(vector), data, **eval_kwargs(cfg))
-            record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict()})
-            vectors.append(vector)
-
-        path = build_path(cfg.method, space, vectors).to(device)
-        with record.stage("evaluate"):
-            profile, summary = evaluate_path(path, model, data, progress=cfg.trainer.progress, **eval_kwargs(cfg))
-        record.data["path"], record.data["summary"] = profile, summary
-        picture = plot_profile(profile, out_dir / "path.png",
-                               title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
-        tracker.log_profile(profile)
-        tracker.log_image("path/picture", picture)
-        tracker.log_summary({
-            **{f"barrier/{k}": v for k, v in summary["barrier"].items()},
-            **{f"max/{k}": summary[k]["max"] for k in ("train_loss", "test_nll", "test_err")},
-            **{f"endpoint{i}/{k}": v for i, e in enumerate(record.data["endpoints"])
-               for k, v in e.items() if k not in ("key", "cached")},
-        })
+        ctx = RunContext(cfg=cfg, data=data, model=model, space=ParameterSpace(model),
+                         store=EndpointStore(cfg.store_dir), record=record, tracker=tracker, out_dir=out_dir)
+        runner_for(cfg.method.name)(ctx)
         return record.ok()
     except BaseException as error:
         record.failed(error)

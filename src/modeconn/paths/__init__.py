@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from modeconn.paths.base import ControlPointPath, Path
+from modeconn.paths.curves import BezierPath, PolyChainPath
 from modeconn.paths.linear import LinearPath
 from modeconn.paths.space import ParameterSpace
 
@@ -18,7 +19,16 @@ def _linear(cfg: Mapping, space: ParameterSpace, endpoints: list[torch.Tensor]) 
     return LinearPath(space, endpoints[0], endpoints[1], points=cfg.get("points", 61))
 
 
-PATH_BUILDERS: dict[str, Callable[..., Path]] = {"linear": _linear}
+def _curve(kind):
+    def build(cfg: Mapping, space: ParameterSpace, endpoints: list[torch.Tensor]) -> Path:
+        return kind(space, endpoints[0], endpoints[1], num_bends=cfg.get("num_bends", 3),
+                    points=cfg.get("points", 61))
+    return build
+
+
+PATH_BUILDERS: dict[str, Callable[..., Path]] = {
+    "linear": _linear, "bezier": _curve(BezierPath), "polychain": _curve(PolyChainPath),
+}
 
 
 def build_path(cfg: Mapping, space: ParameterSpace, endpoints: list[torch.Tensor]) -> Path:
@@ -29,4 +39,4 @@ def build_path(cfg: Mapping, space: ParameterSpace, endpoints: list[torch.Tensor
     return PATH_BUILDERS[name](cfg, space, endpoints)
 
 
-__all__ = ["Path", "ControlPointPath", "LinearPath", "ParameterSpace", "PATH_BUILDERS", "build_path"]
+__all__ = ["Path", "ControlPointPath", "LinearPath", "BezierPath", "PolyChainPath", "ParameterSpace", "PATH_BUILDERS", "build_path"]

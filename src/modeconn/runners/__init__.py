@@ -1,0 +1,17 @@
+"""One runner per kind of method. Paths (linear, curves, ...) share `run_path`;
+methods that are not a path (FGE, ensembles) register their own here."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from modeconn.runners.context import RunContext
+from modeconn.runners.path import run_path
+
+RUNNERS: dict[str, Callable[[RunContext], None]] = {}
+
+
+def runner_for(method: str) -> Callable[[RunContext], None]:
+    return RUNNERS.get(method, run_path)
+
+
+__all__ = ["RunContext", "RUNNERS", "runner_for", "run_path"]
