@@ -9,6 +9,11 @@ from modeconn.runners.path import run_path
 
 RUNNERS: dict[str, Callable[[RunContext], None]] = {}
 
+from modeconn.runners.ensemble import run_ensemble, run_fge  # noqa: E402
+
+RUNNERS["fge"] = run_fge
+RUNNERS["ensemble"] = run_ensemble
+
 
 def runner_for(method: str) -> Callable[[RunContext], None]:
     return RUNNERS.get(method, run_path)

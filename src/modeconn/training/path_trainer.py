@@ -1,0 +1,59 @@
+"""Training any Path with parameters: curves, simplexes, subspaces, PAM all reuse this.
+
+Garipov et al.: per minibatch draw coordinates from the path's own distribution
+(t ~ U(0,1) for curves), apply the weights at that point to the network with BN
+in batch-statistics mode, and minimise CE + 0.5 * wd * ||phi(t)||^2 (the penalty
+on the sampled point; the optimiser's own weight decay is 0).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from modeconn.data import TensorLoader
+from modeconn.paths.base import Path
+from modeconn.training.classifier import ScheduledSGDModule
+from modeconn.training.fit import fit, steps_per_epoch
+
+
+class PathModule(ScheduledSGDModule):
+    optimizer_weight_decay = False
+
+    def __init__(self, path: Path, model: nn.Module, loader: TensorLoader, **kw):
+        super().__init__(loader, **kw)
+        self.path = path
+        self._net = [model]  # a template, not a submodule: its own weights never train or checkpoint
+
+    def trainable_parameters(self):
+        return [p for p in self.path.parameters() if p.requires_grad]
+
+    def loss_at(self, coords: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CE of the network at `coords` plus the L2 penalty on that point; also the logits."""
+        vector = self.path.vector(coords)
+        net = self._net[0].train()
+        logits = functional_call(net, self.path.space.unflatten(vector), (x,))
+        return F.cross_entropy(logits, y) + 0.5 * self.wd * vector.pow(2).sum(), logits
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        coords = self.path.sample_coords(1)[0].to(x.device)
+        loss, logits = self.loss_at(coords, x, y)
+        self.log("path_train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("path_train_acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True,
+                 prog_bar=True)
+        return loss
+
+
+def train_path(path: Path, ctx) -> None:
+    """Train `path`'s free points with the recipe in `ctx.cfg.method.train`, resumably."""
+    recipe = ctx.cfg.method.train
+    seed = int(ctx.cfg.seed)
+    loader = TensorLoader(ctx.data.x_train, ctx.data.y_train, recipe.batch_size, shuffle=True,
+                          augment=ctx.data.augment, seed=seed)
+    total = steps_per_epoch(loader, recipe.limit_batches) * recipe.epochs
+    module = PathModule(path, ctx.model, loader, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
+                        total_steps=total, schedule=recipe.schedule, seed=seed)
+    fit(module, epochs=recipe.epochs, work_dir=ctx.out_dir / "checkpoints" / "path", trainer_cfg=ctx.cfg.trainer,
+        limit_batches=recipe.limit_batches, logger=ctx.tracker.lightning_logger())
