@@ -116,3 +116,12 @@ def test_curve_run_end_to_end(run_config, method):
     assert len(results["path"]["t"]) == 61 and "train_path" in results["timing"]
     for i, end in ((0, 0), (1, -1)):
         assert results["path"]["test_err"][end] == results["endpoints"][i]["test_err"]
+
+
+def test_curve_run_draws_the_loss_plane(run_config, tmp_path):
+    results = run(run_config("dataset=digits", "method=bezier", "method.plane=true", "method.plane_grid=5"))
+    assert results["status"] == "ok" and results["plane"]["grid"] == 5
+    # a 3-bend Bezier curve lies in the plane of its control points
+    assert results["plane"]["max_curve_distance"] < 1e-3
+    for name in results["plane"]["files"]:
+        assert (tmp_path / "run" / name).stat().st_size > 0

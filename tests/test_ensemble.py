@@ -19,7 +19,8 @@ def test_cyclic_lr_is_lr1_at_cycle_start_lr2_at_middle_and_periodic():
     assert cyclic_lr(iters // 4, iters, LR1, LR2) == pytest.approx((LR1 + LR2) / 2)
     assert cyclic_lr(3 * iters // 4, iters, LR1, LR2) == pytest.approx((LR1 + LR2) / 2)
     lrs = [cyclic_lr(s, iters, LR1, LR2) for s in range(3 * iters)]
-    assert lrs[:iters] == pytest.approx(lrs[iters:2 * iters]) == pytest.approx(lrs[2 * iters:])
+    assert lrs[iters:2 * iters] == pytest.approx(lrs[:iters])
+    assert lrs[2 * iters:] == pytest.approx(lrs[:iters])
     assert all(a > b for a, b in zip(lrs[:iters // 2], lrs[1:iters // 2 + 1]))        # down to the middle
     assert all(a < b for a, b in zip(lrs[iters // 2:iters - 1], lrs[iters // 2 + 1:iters]))  # back up
     assert min(lrs) == pytest.approx(LR2) and max(lrs) == pytest.approx(LR1)
@@ -96,20 +97,18 @@ def test_independent_ensemble_run(run_config, tmp_path):
 
 
 def test_fge_run(run_config, tmp_path):
-    cfg = run_config("dataset=digits", "arch=mlp", "method=fge", "method.cycles=2", "endpoint.epochs=5")
+    cfg = run_config("dataset=digits", "arch=mlp", "method=fge", "method.cycles=2", "endpoint.epochs=3")
     results = run(cfg)
     section = _check_section(read_results(tmp_path / "run"))
     fge = section["fge"]
     assert section["members"] == fge["cycles"] == 2
     assert fge["snapshot_epochs"] == [0, 2]
     assert fge["snapshot_lrs"] == pytest.approx([LR2, LR2])
-    assert section["start"]["epochs"] == 4                      # round(0.8 * 5)
-    assert section["budget_epochs"] == 4 + 2 * 2
-    assert section["baseline"]["budget_epochs"] == 5
+    assert section["start"]["epochs"] == 2                      # round(0.8 * 3)
+    assert section["budget_epochs"] == 2 + 2 * 2
+    assert section["baseline"]["budget_epochs"] == 3
     assert section["baseline"]["key"] == results["endpoints"][0]["key"] != section["start"]["key"]
-    # the snapshots are distinct networks
-    m0, m1 = section["member_metrics"]
-    assert len(results["endpoints"]) == 1
+    assert len(section["member_metrics"]) == 2 and len(results["endpoints"]) == 1
 
 
 def test_fge_snapshots_are_distinct_and_smoke_defaults_work(run_config, tmp_path, monkeypatch):
@@ -134,3 +133,6 @@ def test_fge_snapshots_are_distinct_and_smoke_defaults_work(run_config, tmp_path
     section = _check_section(results)
     assert section["members"] == section["fge"]["cycles"] == 1
     assert section["budget_epochs"] == 2 + 2 and section["start"]["cached"]
+    # run again in the same directory: FGE resumes from its finished checkpoint, snapshots included
+    again = run(run_config("dataset=digits", "arch=mlp", "method=fge", f"output_dir={tmp_path / 'run2'}"))
+    assert again["ensemble"]["curve"] == section["curve"]

@@ -33,10 +33,11 @@ def nll_and_error(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch
                   batch_size: int) -> tuple[float, float]:
     """Mean cross-entropy (nats) and error (%) of the eval-mode network over (x, y)."""
     model.eval()
+    params = dict(params)
     nll = torch.zeros((), dtype=torch.float64, device=x.device)
     wrong = torch.zeros((), dtype=torch.long, device=x.device)
     for start in range(0, x.shape[0], batch_size):
-        logits = functional_call(model, dict(params), (x[start:start + batch_size],))
+        logits = functional_call(model, params, (x[start:start + batch_size],))
         target = y[start:start + batch_size]
         nll += F.cross_entropy(logits.float(), target, reduction="sum").double()
         wrong += (logits.argmax(1) != target).sum()

@@ -134,10 +134,10 @@ def _heatmap(result: dict, key: str, label: str, out: Path, title: str) -> Path:
     x, y = np.meshgrid(result["xs"], result["ys"], indexing="ij")
     values = np.nan_to_num(np.asarray(result[key], dtype=np.float64), nan=np.nanmax(result[key]), posinf=1e10)
     levels = _log_levels(values)
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     filled = ax.contourf(x, y, values, levels=levels, cmap="jet_r", alpha=0.75, zorder=0)
     ax.contour(x, y, values, levels=levels, cmap="jet_r", linewidths=1.5, zorder=1)
-    fig.colorbar(filled, ax=ax, format="%.3g", label=label)
+    fig.colorbar(filled, ax=ax, format="%.4g", label=label)
     curve = result.get("curve_xy")
     if curve is not None and len(curve):
         ax.plot(curve[:, 0], curve[:, 1], color="black", lw=2, zorder=3, label="curve")
@@ -147,8 +147,7 @@ def _heatmap(result: dict, key: str, label: str, out: Path, title: str) -> Path:
         ax.scatter(anchors[2:, 0], anchors[2:, 1], s=70, marker="x", c="black", linewidths=2.5, zorder=4,
                    label="bend")
     ax.set(xlabel="x (along $w_2 - w_1$)", ylabel="y (towards the bend)", title=title)
-    ax.set_aspect("equal", adjustable="box")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.6)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

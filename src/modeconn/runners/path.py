@@ -1,6 +1,7 @@
 """Methods that build a Path between endpoints: build, train if it has parameters, evaluate."""
 from __future__ import annotations
 
+from modeconn.evaluation.plane import evaluate_plane, plane_through, save_plane
 from modeconn.evaluation.plots import plot_profile
 from modeconn.evaluation.profile import evaluate_path
 from modeconn.paths import build_path
@@ -21,6 +22,9 @@ def run_path(ctx: RunContext) -> None:
     ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
     picture = plot_profile(profile, ctx.out_dir / "path.png",
                            title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
+    if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
+        with ctx.record.stage("plane"):
+            write_plane(path, endpoints, ctx)
     ctx.tracker.log_profile(profile)
     ctx.tracker.log_image("path/picture", picture)
     ctx.tracker.log_summary({
@@ -29,3 +33,19 @@ def run_path(ctx: RunContext) -> None:
         **{f"endpoint{i}/{k}": v for i, e in enumerate(ctx.record.data["endpoints"])
            for k, v in e.items() if k not in ("key", "cached")},
     })
+
+
+def write_plane(path, endpoints, ctx: RunContext) -> None:
+    """Garipov's figure: the plane through both endpoints and the middle bend, with the curve on it."""
+    bend = path.free.detach()[(path.free.shape[0] - 1) // 2]
+    plane = plane_through(endpoints[0], endpoints[1], bend)
+    curve = [path.vector(t.to(ctx.device)).detach() for t in path.grid()]
+    result = evaluate_plane(ctx.model, ctx.space, plane, ctx.data, grid=ctx.cfg.method.plane_grid,
+                            margin=ctx.cfg.method.plane_margin, anchors=[endpoints[0], endpoints[1], bend],
+                            curve=curve, progress=ctx.cfg.trainer.progress, **ctx.eval_kwargs())
+    files = save_plane(result, ctx.out_dir, name="plane")
+    ctx.record.data["plane"] = {"grid": ctx.cfg.method.plane_grid, "margin": ctx.cfg.method.plane_margin,
+                                "files": [f.name for f in files],
+                                "max_curve_distance": float(max(result["curve_dist"]))}
+    for f in files[1:]:
+        ctx.tracker.log_image(f"plane/{f.stem}", f)

@@ -1,0 +1,20 @@
+"""Finding and loading runs: every results.json under the given directories."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from modeconn.results import FILENAME, read_results
+
+
+def load_runs(dirs: Iterable[str | Path], *, only_ok: bool = True) -> list[dict]:
+    runs = []
+    for directory in dirs:
+        directory = Path(directory)
+        files = [directory] if directory.is_file() else sorted(directory.rglob(FILENAME))
+        for f in files:
+            results = read_results(f)
+            if not only_ok or results.get("status") == "ok":
+                results["_file"] = str(f)
+                runs.append(results)
+    return runs
