@@ -1,0 +1,142 @@
+"""The fast evaluation path (ghost-batch BN pass, large eval batches) agrees with a
+plain point-by-point reference: functional_call, explicit BN reset, one train-mode
+pass over batches of bn_batch_size, then eval-mode passes."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from modeconn.data import Dataset
+from modeconn.evaluation.bn import recompute_bn
+from modeconn.evaluation.metrics import METRICS, evaluate_point
+from modeconn.evaluation.profile import evaluate_path
+from modeconn.models import build_model
+from modeconn.paths import BezierPath, ParameterSpace
+
+SHAPE = (1, 12, 12)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one thread, so a busy machine's thread contention cannot stall the test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(n_train=333, n_test=101, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, *SHAPE, generator=g)
+    y = torch.randint(0, 10, (n_train + n_test,), generator=g)
+    return Dataset("toy", x[:n_train], y[:n_train], x[n_train:], y[n_train:], 10, SHAPE, None)
+
+
+MODELS = {
+    "mlp_bn": ("mlp", {"width": 24, "depth": 2, "batchnorm": True}),
+    "convnet_bn": ("convnet", {"channels": [4, 6], "batchnorm": True, "hidden": 16}),
+    "mlp_plain": ("mlp", {"width": 24, "depth": 2}),
+}
+
+
+@torch.no_grad()
+def reference_point(model, params, data, wd, bn_batch_size):
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()
+    for m in bns:
+        m.train()
+    for start in range(0, data.x_train.shape[0], bn_batch_size):
+        functional_call(model, params, (data.x_train[start:start + bn_batch_size],))
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+    out = {}
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        nll, wrong = 0.0, 0
+        for start in range(0, x.shape[0], 64):  # plain small batches
+            logits = functional_call(model, params, (x[start:start + 64],))
+            nll += F.cross_entropy(logits, y[start:start + 64], reduction="sum").item()
+            wrong += int((logits.argmax(1) != y[start:start + 64]).sum().item())
+        out[f"{split}_nll"], out[f"{split}_err"] = nll / x.shape[0], 100.0 * wrong / x.shape[0]
+    out["train_loss"] = out["train_nll"] + 0.5 * wd * sum(p.double().pow(2).sum().item() for p in params.values())
+    return out
+
+
+def _curve(name, points=4):
+    arch, params = MODELS[name]
+    torch.manual_seed(0)
+    model = build_model(arch, params, SHAPE, 10)
+    space = ParameterSpace(model)
+    a = space.flatten(model.state_dict())
+    b = a + 0.3 * torch.randn(space.dim, generator=torch.Generator().manual_seed(1))
+    path = BezierPath(space, a, b, num_bends=3, points=points)
+    with torch.no_grad():
+        path.free.add_(0.3 * torch.randn(path.free.shape, generator=torch.Generator().manual_seed(2)))
+    return model, space, path
+
+
+def _close(a, b, key):
+    if key.endswith("_err"):
+        assert a == b, key
+    else:
+        assert abs(a - b) <= 1e-5, (key, a, b)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_evaluate_path_matches_point_by_point_reference(name):
+    model, space, path = _curve(name)
+    data = _data()
+    kw = dict(wd=5e-4, batch_size=1000, bn_batch_size=50)
+    profile, _ = evaluate_path(path, model, data, progress=False, **kw)
+    for i, coords in enumerate(path.grid()):
+        params = {k: v.detach() for k, v in path.weights(coords).items()}
+        ref = reference_point(model, params, data, kw["wd"], kw["bn_batch_size"])
+        for key in METRICS:
+            _close(profile[key][i], ref[key], key)
+
+
+@pytest.mark.parametrize("name", ["mlp_bn", "convnet_bn"])
+def test_numbers_do_not_depend_on_eval_batch_or_bn_chunk(name, monkeypatch):
+    model, space, path = _curve(name, points=3)
+    data = _data()
+    base, _ = evaluate_path(path, model, data, progress=False, wd=1e-3, batch_size=10_000, bn_batch_size=32)
+    for batch_size, chunk in ((7, 32), (64, 96), (333, 10_000)):
+        monkeypatch.setattr("modeconn.evaluation.bn.BN_CHUNK", chunk)
+        other, _ = evaluate_path(path, model, data, progress=False, wd=1e-3, batch_size=batch_size, bn_batch_size=32)
+        for key in METRICS:
+            for a, b in zip(base[key], other[key]):
+                _close(a, b, key)
+
+
+@pytest.mark.parametrize("name", ["mlp_bn", "convnet_bn"])
+def test_ghost_bn_pass_equals_plain_train_mode_passes(name):
+    model, space, path = _curve(name, points=3)
+    data = _data()
+    params = {k: v.detach() for k, v in path.weights(torch.tensor([0.4])).items()}
+    reference_point(model, params, data, 0.0, 40)  # leaves the reference statistics in the BN layers
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    expected = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in bns]
+    for chunk in (40, 120, 333, 5000):
+        recompute_bn(model, params, data.x_train, 40, chunk=chunk)
+        for m, (mean, var, count) in zip(bns, expected):
+            assert torch.allclose(m.running_mean, mean, atol=1e-5, rtol=1e-5)
+            assert torch.allclose(m.running_var, var, atol=1e-5, rtol=1e-5)
+            assert int(m.num_batches_tracked) == count and m.momentum == 0.1
+            assert "forward" not in m.__dict__
+    assert not model.training
+
+
+def test_evaluate_point_equals_reference_without_bn():
+    arch, p = MODELS["mlp_plain"]
+    model = build_model(arch, p, SHAPE, 10)
+    data = _data()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    got = evaluate_point(model, params, data, wd=0.01, batch_size=100, bn_batch_size=50).as_dict()
+    ref = reference_point(model, params, data, 0.01, 50)
+    for key in METRICS:
+        _close(got[key], ref[key], key)
+    assert np.isfinite(got["train_loss"])
