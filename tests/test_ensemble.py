@@ -136,3 +136,11 @@ def test_fge_snapshots_are_distinct_and_smoke_defaults_work(run_config, tmp_path
     # run again in the same directory: FGE resumes from its finished checkpoint, snapshots included
     again = run(run_config("dataset=digits", "arch=mlp", "method=fge", f"output_dir={tmp_path / 'run2'}"))
     assert again["ensemble"]["curve"] == section["curve"]
+
+
+def test_fge_budget_counts_whole_models(run_config):
+    from modeconn.app import run
+    results = run(run_config("dataset=digits", "method=fge", "endpoint.epochs=4", "method.budget=2"))
+    # start: round(0.8 * 4) = 3 epochs, then (2 * 4 - 3) // 2 = 2 cycles of 2 epochs
+    assert results["ensemble"]["members"] == 2
+    assert results["ensemble"]["budget_epochs"] == 3 + 2 * 2

@@ -79,6 +79,22 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def torchvision_splits(cls, name: str, root, download: bool, missing: str, remedy: str) -> tuple[Any, Any]:
+    """The train and test splits of a torchvision dataset class, its errors turned into one line.
+
+    torchvision raises multi-line RuntimeErrors for absent files and failed downloads;
+    a researcher needs the folder it looked in and what to do about it.
+    """
+    splits = []
+    for train in (True, False):
+        try:
+            splits.append(cls(str(root), train=train, download=download))
+        except RuntimeError as e:
+            why = f"download failed: {one_line(e)}" if download else missing
+            raise DatasetNotFound(f"{name}: {remedy.format(why=why)}") from e
+    return splits[0], splits[1]
+
+
 def cfg_get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """``cfg[key]`` for dicts and OmegaConf nodes alike, ``default`` when missing or null."""
     value = cfg.get(key, default) if hasattr(cfg, "get") else default

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Dataset, DatasetNotFound, cfg_get, finish, one_line, standardise
+from .base import Dataset, cfg_get, finish, standardise, torchvision_splits
 from .cache import data_home
 
 # Fixed per-channel statistics of each train set (pixels in [0, 1]).
@@ -27,15 +27,9 @@ def _load_cifar(name: str, cls_name: str, num_classes: int, mean, std, cfg: Mapp
     root = Path(cfg_get(cfg, "root") or data_home()).expanduser()
     download = bool(cfg_get(cfg, "download", False))
     tensors = {}
-    for split, train in (("train", True), ("test", False)):
-        try:
-            ds = cls(str(root), train=train, download=download)
-        except RuntimeError as e:
-            why = f"download failed: {one_line(e)}" if download else "missing or corrupted"
-            raise DatasetNotFound(
-                f"{name}: no {cls.base_folder}/ in {root} ({why}); set dataset.download=true "
-                f"to fetch it there, or set dataset.root=DIR to a folder containing {cls.base_folder}/"
-            ) from e
+    remedy = (f"no {cls.base_folder}/ in {root} ({{why}}); set dataset.download=true to fetch it there, "
+              f"or set dataset.root=DIR to a folder containing {cls.base_folder}/")
+    for split, ds in zip(("train", "test"), torchvision_splits(cls, name, root, download, "missing or corrupted", remedy)):
         x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
         tensors[f"x_{split}"] = standardise(x, mean, std)
         tensors[f"y_{split}"] = torch.as_tensor(ds.targets, dtype=torch.int64)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Dataset, DatasetNotFound, cfg_get, finish, one_line, standardise
+from .base import Dataset, DatasetNotFound, cfg_get, finish, one_line, standardise, torchvision_splits
 from .cache import data_home
 from .idx import read_idx
 
@@ -101,16 +101,9 @@ def load_mnist(cfg: Mapping[str, Any]) -> Dataset:
     root = Path(cfg_get(cfg, "root") or data_home()).expanduser()
     download = bool(cfg_get(cfg, "download", False))
     arrays = {}
-    for split, train in (("train", True), ("test", False)):
-        try:
-            ds = MNIST(str(root), train=train, download=download)
-        except RuntimeError as e:
-            why = f"download failed: {one_line(e)}" if download else "files missing"
-            raise DatasetNotFound(
-                f"mnist: no MNIST in {root / 'MNIST' / 'raw'} ({why}); "
-                f"set dataset.download=true to fetch it there, or set dataset.root=DIR "
-                f"to a folder containing MNIST/raw/{IDX_FILES['x_train']} etc."
-            ) from e
+    remedy = (f"no MNIST in {root / 'MNIST' / 'raw'} ({{why}}); set dataset.download=true to fetch it there, "
+              f"or set dataset.root=DIR to a folder containing MNIST/raw/{IDX_FILES['x_train']} etc.")
+    for split, ds in zip(("train", "test"), torchvision_splits(MNIST, "mnist", root, download, "files missing", remedy)):
         arrays[f"x_{split}"], arrays[f"y_{split}"] = ds.data.numpy(), ds.targets.numpy()
     t = _to_tensors(arrays, MNIST_MEAN, MNIST_STD)
     return finish("mnist", cfg, t["x_train"], t["y_train"], t["x_test"], t["y_test"], num_classes=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 from modeconn.report import garipov
 from modeconn.report.collect import load_runs
 
-PAPERS = {"garipov2018": garipov.markdown}
+PAPERS = {"garipov2018": garipov.report}
 
 
 def main(argv: list[str] | None = None) -> int:

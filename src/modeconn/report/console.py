@@ -14,6 +14,14 @@ def run_table(results: dict, results_path: str) -> str:
         rows.append(f"{'barrier':<26}{summary['barrier']['test_err']:>12.2f}"
                     f"{summary['barrier']['test_nll']:>10.4f}{summary['barrier']['train_loss']:>12.4f}")
         rows.append(f"path length {summary['length']:.3f}")
+    ensemble = results.get("ensemble")
+    if ensemble:
+        rows.append(f"{'':<26}{'test acc %':>12}{'test nll':>10}{'ece':>8}{'brier':>8}{'budget (ep)':>13}")
+        for label, e in ((f"ensemble of {ensemble['members']}", ensemble), ("baseline", ensemble.get("baseline"))):
+            if e and "test_acc" in e:
+                budget = e.get("budget_epochs", "")
+                rows.append(f"{label:<26}{e['test_acc']:>12.2f}{e['test_nll']:>10.4f}{e['test_ece']:>8.4f}"
+                            f"{e['test_brier']:>8.4f}{budget:>13}")
     head = (f"{results['method']} (align={results['align']}) on {results['dataset']} / {results['arch']}, "
             f"seed {results['seed']}: {results['status']}")
     return "\n".join([head, *rows, f"results: {results_path}"])

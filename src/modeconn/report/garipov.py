@@ -24,6 +24,14 @@ REFERENCE = {
 }
 
 
+# FGE vs independent ensembles, CIFAR-100 test accuracy % at 1/2/3 budgets (paper).
+FGE_REFERENCE = {
+    ("cifar100", "vgg16"): {"Ind": (72.5, 74.8, 75.6), "FGE": (74.6, 76.1, 76.6)},
+    ("cifar100", "preresnet164"): {"Ind": (78.4, 80.5, 81.6), "FGE": (80.3, 81.3, 81.7)},
+}
+FGE_ROWS = (("Ind", "ensemble"), ("FGE", "fge"))
+
+
 def _row_values(run: dict, source: str) -> tuple[float, ...]:
     if source == "endpoints":
         ends = run["endpoints"][:2]
@@ -70,3 +78,45 @@ def markdown(runs: list[dict]) -> str:
             out += [f"| {row} (paper) | " + " | ".join(f"{v}" for v in vals) + " | |" for row, vals in reference.items()]
         out.append("")
     return "\n".join(out)
+
+
+def fge_table(runs: list[dict]) -> dict:
+    """{(dataset, arch): {row: {budget: [per-seed ensemble dicts]}}} from fge/ensemble runs."""
+    table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for run in runs:
+        row = dict((m, r) for r, m in FGE_ROWS).get(run["method"])
+        if row and "ensemble" in run:
+            budget = run["config"]["method"].get("budget", 1)
+            table[(run["dataset"], run["arch"])][row][budget].append(run["ensemble"])
+    return table
+
+
+def fge_markdown(runs: list[dict]) -> str:
+    out = []
+    for (dataset, arch), rows in sorted(fge_table(runs).items()):
+        budgets = sorted({b for by_budget in rows.values() for b in by_budget})
+        out += [f"### Garipov et al. 2018 FGE vs independent ensembles: {dataset} / {arch}", "",
+                "| | " + " | ".join(f"budget {b}: acc % / NLL" for b in budgets) + " |",
+                "|---" * (len(budgets) + 1) + "|"]
+        for row, _ in FGE_ROWS:
+            cells = []
+            for b in budgets:
+                members = rows[row].get(b, [])
+                cells.append(f"{_cell([m['test_acc'] for m in members], 2)} / {_cell([m['test_nll'] for m in members], 4)}"
+                             if members else "")
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        single = [m["baseline"] for by_budget in rows.get("FGE", {}).values() for m in by_budget]
+        if single:
+            out.append(f"| Single | {_cell([m['test_acc'] for m in single], 2)} / "
+                       f"{_cell([m['test_nll'] for m in single], 4)} |" + " |" * (len(budgets) - 1))
+        reference = FGE_REFERENCE.get((dataset, arch))
+        if reference:
+            out += ["", "Paper (test acc %, budgets 1/2/3):", ""]
+            out += [f"| {row} (paper) | " + " | ".join(map(str, vals)) + " |" for row, vals in reference.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def report(runs: list[dict]) -> str:
+    """Both of the paper's tables, for whichever settings the runs cover."""
+    return "\n".join(part for part in (markdown(runs), fge_markdown(runs)) if part.strip())

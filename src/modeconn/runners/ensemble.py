@@ -76,7 +76,8 @@ def run_fge(ctx: RunContext) -> None:
         raise ValueError(f"method.start_fraction must be in (0, 1], got {fraction}")
     cycle = check_cycle(m.cycle)
     start_epochs = max(1, round(fraction * epochs))
-    cycles = fge_cycles(epochs, start_epochs, cycle, m.get("cycles"))
+    # `budget` counts whole models' trainings (Garipov's FGE table: 1, 2, 3 budgets).
+    cycles = fge_cycles(int(round(float(m.get("budget", 1)) * epochs)), start_epochs, cycle, m.get("cycles"))
 
     # The independent baseline: endpoint 0 with the full recipe.
     baseline_vector = ctx.load_endpoints(1)[0]
