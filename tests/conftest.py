@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,3 +39,12 @@ def run_config(tmp_path):
         return compose_config(f"output_dir={tmp_path / 'run'}", f"store_dir={store or tmp_path / 'store'}",
                               "trainer=smoke", "logger=none", *overrides)
     return make
+
+
+def random_dataset(n: int = 300, n_test: int = 100, shape=(1, 40), seed: int = 0):
+    """Random inputs and labels shaped like MNIST-1D: for protocol tests that need no learning."""
+    from modeconn.data import Dataset
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return Dataset("toy", x, y, x[:n_test].clone(), y[:n_test].clone(), 10, tuple(shape), None)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from modeconn.app import run
-from modeconn.data import Dataset, TensorLoader
+from modeconn.data import TensorLoader
 from modeconn.models import build_model
 from modeconn.paths import BezierPath, LinearPath, ParameterSpace, PolyChainPath, build_path
 from modeconn.results import validate

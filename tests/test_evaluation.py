@@ -1,8 +1,8 @@
 """The evaluation protocol: summaries, BN recomputation, batch-size invariance."""
 import numpy as np
 import torch
+from conftest import random_dataset
 
-from modeconn.data import Dataset
 from modeconn.evaluation.bn import recompute_bn
 from modeconn.evaluation.metrics import evaluate_point
 from modeconn.evaluation.profile import evaluate_path
@@ -25,16 +25,9 @@ def test_summary_matches_garipov_formulas():
     assert np.isclose(full["barrier"]["m"], 3.0 - 0.75)
 
 
-def _toy_data(n=300, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 1, 40, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return Dataset("toy", x, y, x[:100].clone(), y[:100].clone(), 10, (1, 40), None)
-
-
 def test_bn_recompute_with_one_batch_is_the_exact_full_data_statistic():
     model = build_model("mlp", {"width": 32, "depth": 1, "batchnorm": True}, (1, 40), 10)
-    data = _toy_data()
+    data = random_dataset(300, 100)
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
     seen = []
     hook = bn.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
@@ -49,14 +42,14 @@ def test_bn_recompute_forgets_the_old_statistics_and_keeps_momentum():
     model = build_model("mlp", {"width": 32, "depth": 1, "batchnorm": True}, (1, 40), 10)
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
     bn.running_mean.fill_(100.0)
-    data = _toy_data()
+    data = random_dataset(300, 100)
     recompute_bn(model, dict(model.named_parameters()), data.x_train, batch_size=64)
     assert bn.running_mean.abs().max() < 10 and bn.momentum == 0.1
 
 
 def test_metrics_do_not_depend_on_the_evaluation_batch_size():
     model = build_model("mlp", {"width": 32, "depth": 2, "batchnorm": True}, (1, 40), 10)
-    data = _toy_data()
+    data = random_dataset(300, 100)
     params = {k: v.detach() for k, v in model.named_parameters()}
     a = evaluate_point(model, params, data, wd=5e-4, batch_size=7, bn_batch_size=50)
     b = evaluate_point(model, params, data, wd=5e-4, batch_size=10_000, bn_batch_size=50)
@@ -66,7 +59,7 @@ def test_metrics_do_not_depend_on_the_evaluation_batch_size():
 
 def test_train_loss_adds_the_weight_decay_term():
     model = build_model("mlp", {"width": 8, "depth": 1}, (1, 40), 10)
-    data = _toy_data()
+    data = random_dataset(300, 100)
     params = {k: v.detach() for k, v in model.named_parameters()}
     m = evaluate_point(model, params, data, wd=0.1, batch_size=64, bn_batch_size=64)
     sq = sum(p.pow(2).sum().item() for p in params.values())
@@ -76,7 +69,7 @@ def test_train_loss_adds_the_weight_decay_term():
 def test_profile_ends_equal_the_endpoints_and_length_is_the_distance():
     model = build_model("mlp", {"width": 16, "depth": 2, "batchnorm": True}, (1, 40), 10)
     space = ParameterSpace(model)
-    data = _toy_data()
+    data = random_dataset(300, 100)
     a = space.flatten(model.state_dict())
     b = a + 0.1 * torch.randn(space.dim, generator=torch.Generator().manual_seed(1))
     path = LinearPath(space, a, b, points=11)

@@ -2,21 +2,14 @@
 import numpy as np
 import pytest
 import torch
+from conftest import random_dataset
 
-from modeconn.data import Dataset
 from modeconn.evaluation.metrics import evaluate_point
 from modeconn.evaluation.plane import evaluate_plane, plane_grid, plane_through, save_plane
 from modeconn.models import build_model
 from modeconn.paths import ParameterSpace
 
 EVAL = {"wd": 1e-4, "batch_size": 64, "bn_batch_size": 64}
-
-
-def _toy_data(n=200, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 1, 40, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return Dataset("toy", x, y, x[:80].clone(), y[:80].clone(), 10, (1, 40), None)
 
 
 def _model_and_weights():
@@ -58,7 +51,7 @@ def test_grid_covers_the_anchors_with_the_margin():
 
 def test_evaluate_plane_matches_evaluate_point_at_the_anchors(tmp_path):
     model, space, w1, w2, _ = _model_and_weights()
-    data = _toy_data()
+    data = random_dataset(200, 80)
     # bend above the midpoint of w1-w2: with margin 0 and grid 3 all three anchors are nodes
     r = torch.randn(space.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     d = (w2 - w1).double()
@@ -68,7 +61,7 @@ def test_evaluate_plane_matches_evaluate_point_at_the_anchors(tmp_path):
     anchors = [w1, w2, w3]
     curve = [((1 - t) ** 2 * w1 + 2 * t * (1 - t) * (2 * w3 - 0.5 * (w1 + w2)) + t ** 2 * w2)
              for t in np.linspace(0, 1, 5)]
-    result = evaluate_plane(model, space, plane, _toy_data(), grid=3, margin=0.0, anchors=anchors,
+    result = evaluate_plane(model, space, plane, random_dataset(200, 80), grid=3, margin=0.0, anchors=anchors,
                             curve=curve, progress=False, **EVAL)
     for key in ("train_loss", "train_nll", "train_err", "test_nll", "test_err"):
         assert result[key].shape == (3, 3)

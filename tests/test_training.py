@@ -3,7 +3,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from modeconn.data import Dataset, TensorLoader
+from modeconn.data import TensorLoader
 from modeconn.models import build_model
 from modeconn.training.classifier import ClassifierModule
 from modeconn.training.fit import fit
