@@ -16,10 +16,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
+from modeconn.data import TensorLoader
 from modeconn.models import build_model
 from modeconn.paths import BezierPath, ParameterSpace
+from modeconn.training.path_trainer import PathModule
 
 SHAPE, CLASSES, BATCH, WD, LR = (1, 28, 28), 10, 128, 5e-4, 0.01
 
@@ -58,6 +59,8 @@ def main() -> None:
         plain_opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WD)
         curve_model = build_model(arch, {}, SHAPE, CLASSES).train()
         curve_opt = torch.optim.SGD([path.free], lr=LR, momentum=0.9)
+        trainer = PathModule(path, curve_model, TensorLoader(*batches[0], BATCH), lr=LR, momentum=0.9, wd=WD,
+                             total_steps=1)
         tg = torch.Generator().manual_seed(1)
 
         def plain_step(x, y):
@@ -68,9 +71,7 @@ def main() -> None:
         def curve_step(x, y):
             curve_opt.zero_grad(set_to_none=True)
             t = path.sample_coords(1, generator=tg)[0]
-            w = path.weights(t)
-            loss = F.cross_entropy(functional_call(curve_model, w, (x,)), y)
-            loss = loss + 0.5 * WD * sum(p.pow(2).sum() for p in w.values())
+            loss, _ = trainer.loss_at(t, x, y)  # the suite's own training loss
             loss.backward()
             curve_opt.step()
 
