@@ -8,15 +8,13 @@ independently trained network).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
 import torch
 from omegaconf import OmegaConf
 
 from modeconn.evaluation.ensemble import ensemble_metrics, growing_ensemble, member_probs
 from modeconn.runners.context import RunContext
-from modeconn.store import load_state
+from modeconn.store import load_state, spec_key
 from modeconn.training.endpoints import endpoint_spec, new_model, obtain_endpoint
 from modeconn.training.fge import check_cycle, fge_cycles, train_fge
 
@@ -63,10 +61,6 @@ def run_ensemble(ctx: RunContext) -> None:
     _log(ctx, section)
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def run_fge(ctx: RunContext) -> None:
     """Fast geometric ensembling from a network trained for `start_fraction` of the recipe."""
     cfg, m = ctx.cfg, ctx.cfg.method
@@ -98,7 +92,7 @@ def run_fge(ctx: RunContext) -> None:
                 "lr_2": float(m.lr_2), "momentum": float(recipe["momentum"]), "wd": float(recipe["wd"]),
                 "batch_size": int(recipe["batch_size"]), "limit_batches": recipe.get("limit_batches"),
                 "seed": seed}
-    work_dir = ctx.out_dir / "fge_work" / _digest(fge_spec)
+    work_dir = ctx.out_dir / "fge_work" / spec_key(fge_spec)
     with ctx.record.stage("train_fge"):
         snapshots, info = train_fge(model, ctx.data, ctx.space.flatten, cycle=cycle, cycles=cycles,
                                     lr_1=fge_spec["lr_1"], lr_2=fge_spec["lr_2"], momentum=fge_spec["momentum"],
