@@ -27,6 +27,8 @@ class RunContext:
     tracker: Tracker
     out_dir: Path
     endpoints: list[torch.Tensor] = field(default_factory=list)   # flat weight vectors on the device
+    states: list[dict[str, torch.Tensor]] = field(default_factory=list)  # the same with buffers, as state dicts
+    _spec: object = None  # the permutation groups, traced once when alignment first needs them
 
     @property
     def device(self) -> torch.device:
@@ -41,14 +43,40 @@ class RunContext:
         return evaluate_point(self.model, self.space.unflatten(vector), self.data, **self.eval_kwargs())
 
     def load_endpoints(self, count: int) -> list[torch.Tensor]:
-        """Endpoints 0..count-1 (trained once, from the store), each evaluated and recorded."""
+        """Endpoints 0..count-1 (trained once, from the store), each evaluated and recorded;
+        with ``align=`` set, endpoints 1.. are permuted to match endpoint 0 (same functions)."""
         for i in range(len(self.endpoints), count):
             with self.record.stage("endpoints"):
                 entry, cached = obtain_endpoint(self.cfg, self.data, i, self.store)
                 load_state(self.model, entry.state, source=str(self.store.entry_dir(entry.key)))
-            vector = self.space.flatten(entry.state).to(self.device)
+            state = {k: v.to(self.device) for k, v in entry.state.items()}
             with self.record.stage("evaluate"):
-                metrics = self.evaluate(vector)
+                metrics = self.evaluate(self.space.flatten(state))
             self.record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict()})
-            self.endpoints.append(vector)
+            if i > 0 and self.cfg.align.name != "none":
+                with self.record.stage("align"):
+                    state = self._aligned(state)
+            self.states.append(state)
+            self.endpoints.append(self.space.flatten(state))
         return self.endpoints[:count]
+
+    def _aligned(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from modeconn.align import permutation_spec
+        from modeconn.align.endpoint import align_endpoint
+
+        a = self.cfg.align
+        section = self.record.data.setdefault("alignment", {"method": a.name, "per_endpoint": []})
+        if self._spec is None:
+            self._spec = permutation_spec(self.model, tuple(self.data.x_train.shape[1:]))
+            section["groups"] = [{"name": g.name, "size": g.size} for g in self._spec.groups]
+            section["units"] = self._spec.units
+        aligned, report = align_endpoint(
+            self.model, self._spec, self.states[0], state, method=a.name, x_train=self.data.x_train,
+            x_check=self.data.x_test[: self.cfg.eval.batch_size], samples=a.get("samples", 10_000),
+            batch_size=a.get("batch_size", 500), max_iter=a.get("max_iter", 100), seed=int(self.cfg.seed))
+        section["per_endpoint"].append({"index": len(self.states), **report})
+        reports = section["per_endpoint"]
+        section["seconds"] = sum(r["seconds"] for r in reports)
+        section["fraction_in_place"] = sum(r["fraction_in_place"] for r in reports) / len(reports)
+        section["max_logit_change"] = max(r["max_logit_change"] for r in reports)
+        return aligned

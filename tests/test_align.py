@@ -1,0 +1,221 @@
+"""Permutation alignment: traced groups, the three matchers, and alignment inside a run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torch.func import functional_call
+
+from modeconn.align import match, permutation_spec
+from modeconn.align.groups import Axis, PermutationGroup, PermutationSpec, UnsupportedGraph
+from modeconn.align.permute import as_matrix, inverse, mix_state, permute_state, random_permutations
+from modeconn.models import build_model
+
+# Every architecture, small enough for a quick test, with the input kinds it meets.
+ARCHS = [
+    ("mlp", {"width": 48}, (1, 12, 12)),
+    ("mlp", {"width": 32, "depth": 3, "batchnorm": True}, (1, 40)),
+    ("convnet", {"channels": [8, 16], "hidden": 24}, (1, 12, 12)),
+    ("convnet", {"channels": [8, 16], "hidden": 24, "batchnorm": True}, (1, 40)),
+    ("vgg16", {"width": 0.125}, (3, 16, 16)),
+    ("vgg16bn", {"width": 0.125}, (3, 16, 16)),
+    ("resnet20", {"width": 0.5}, (3, 8, 8)),
+    ("resnet20", {"width": 0.5}, (1, 40)),
+    ("preresnet110", {"depth": 20, "width": 0.5}, (3, 8, 8)),
+    ("preresnet164", {"depth": 11, "width": 0.5}, (3, 8, 8)),
+    ("wrn28x10", {"depth": 10, "widen": 1}, (3, 8, 8)),
+    ("tinyten", {}, (3, 12, 12)),
+]
+IDS = [f"{name}-{'x'.join(map(str, shape))}{'-bn' if p.get('batchnorm') else ''}" for name, p, shape in ARCHS]
+
+
+def _net(name, params, shape, seed=0):
+    """A randomly initialised net in eval mode with non-trivial BN statistics (as after training)."""
+    torch.manual_seed(seed)
+    model = build_model(name, params, shape, 10)
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.weight.data = 0.5 + torch.rand(n, generator=g)
+            m.bias.data = 0.1 * torch.randn(n, generator=g)
+            m.running_mean = 0.1 * torch.randn(n, generator=g)
+            m.running_var = 0.5 + torch.rand(n, generator=g)
+    return model.eval()
+
+
+def _logits(model, state, x):
+    with torch.no_grad():
+        return functional_call(model, state, (x,))
+
+
+@pytest.mark.parametrize(("name", "params", "shape"), ARCHS, ids=IDS)
+def test_random_permutation_of_every_group_keeps_the_logits(name, params, shape):
+    model = _net(name, params, shape)
+    spec = permutation_spec(model, shape)
+    state = dict(model.state_dict())
+    perms = random_permutations(spec, torch.Generator().manual_seed(1))
+    permuted = permute_state(state, spec, perms)
+    x = torch.randn(8, *shape)
+    ref = _logits(model, state, x)
+    assert torch.allclose(_logits(model, permuted, x), ref, atol=1e-4 * ref.abs().max().item())
+    # it really moved things: every group's weights changed
+    assert all(not torch.equal(permuted[g.axes[0].key], state[g.axes[0].key]) for g in spec.groups)
+    # the matrix form (PAM's relaxation) agrees with indexing for permutation matrices
+    mixed = mix_state(state, spec, {k: as_matrix(p) for k, p in perms.items()})
+    assert all(torch.allclose(mixed[k], permuted[k], atol=1e-6) for k in state)
+
+
+@pytest.mark.parametrize("method", ["weight", "activation", "ot"])
+@pytest.mark.parametrize(("name", "params", "shape"), ARCHS, ids=IDS)
+def test_aligning_a_permuted_copy_recovers_the_original_exactly(name, params, shape, method):
+    model = _net(name, params, shape)
+    spec = permutation_spec(model, shape)
+    state = dict(model.state_dict())
+    planted = random_permutations(spec, torch.Generator().manual_seed(2))
+    copy = permute_state(state, spec, planted)
+    found, _ = match(method, model, spec, state, copy, x=torch.randn(64, *shape), samples=64)
+    assert all(torch.equal(found[k], inverse(planted)[k]) for k in planted)
+    back = permute_state(copy, spec, found)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_residual_streams_share_one_permutation_and_flatten_makes_blocks():
+    resnet = _net("resnet20", {"width": 0.5}, (3, 8, 8))
+    spec = permutation_spec(resnet, (3, 8, 8))
+    # 3 streams (stem/shortcut convs + every block's second conv) and one group inside each of 9 blocks
+    assert len(spec.groups) == 3 + 9
+    stream = spec.groups[0]
+    producers = {a.key for a in stream.axes if a.dim == 0 and a.key.endswith("conv2.weight")}
+    assert producers == {f"layer1.{i}.conv2.weight" for i in range(3)}
+    assert len(stream.probes) == 4  # the stem's ReLU and each block's output ReLU
+
+    convnet = _net("convnet", {"channels": [4, 6], "hidden": 5}, (1, 12, 12))
+    spec = permutation_spec(convnet, (1, 12, 12))
+    last_conv = spec.group("features.1.conv")
+    head_in = [a for a in last_conv.axes if a.key == "head.linear.weight"]
+    assert head_in == [Axis("head.linear.weight", 1, 0, 9)]  # 6 channels x 3x3 positions after two pools
+
+
+class _Concat(nn.Module):
+    """Two branches concatenated along channels, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 3), nn.Linear(5, 4)
+        self.out = nn.Linear(7, 2)
+
+    def forward(self, x):
+        return self.out(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1))
+
+
+def test_concatenation_gives_each_branch_its_own_slice():
+    model = _Concat()
+    spec = permutation_spec(model, (5,))
+    assert [(g.name, g.size) for g in spec.groups] == [("a", 3), ("b", 4)]
+    assert Axis("out.weight", 1, 3, 1) in spec.group("b").axes
+    perms = random_permutations(spec, torch.Generator().manual_seed(0))
+    x = torch.randn(6, 5)
+    assert torch.allclose(_logits(model, permute_state(dict(model.state_dict()), spec, perms), x),
+                          _logits(model, dict(model.state_dict()), x), atol=1e-6)
+
+
+class _Own(nn.Module):
+    """A model with a LayerNorm (which the tracer refuses) that writes its own spec."""
+
+    def __init__(self, own: bool):
+        super().__init__()
+        self.fc, self.norm, self.out = nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+        if own:
+            self.permutation_spec = lambda shape: PermutationSpec([PermutationGroup(
+                "hidden", 6, [Axis("fc.weight", 0), Axis("fc.bias", 0), Axis("norm.weight", 0),
+                              Axis("norm.bias", 0), Axis("out.weight", 1)])])
+
+    def forward(self, x):
+        return self.out(torch.relu(self.norm(self.fc(x))))
+
+
+def test_a_hand_written_spec_overrides_the_trace_and_unknown_layers_are_named():
+    with pytest.raises(UnsupportedGraph, match="LayerNorm.*permutation_spec"):
+        permutation_spec(_Own(own=False), (4,))
+    spec = permutation_spec(_Own(own=True), (4,))
+    assert [g.name for g in spec.groups] == ["hidden"]
+
+
+def test_ot_is_the_exact_assignment_between_neuron_rows():
+    """One hidden layer: OT on [W1[i], b1[i], W2[:, i]] equals an independent Hungarian solve."""
+    a, b = _net("mlp", {"width": 30, "depth": 1}, (7,), seed=0), _net("mlp", {"width": 30, "depth": 1}, (7,), seed=1)
+    spec = permutation_spec(a, (7,))
+    sa, sb = dict(a.state_dict()), dict(b.state_dict())
+    perms, _ = match("ot", a, spec, sa, sb)
+
+    def rows(s):
+        return torch.cat([s["features.0.linear.weight"], s["features.0.linear.bias"][:, None],
+                          s["classifier.weight"].T], 1).double().numpy()
+    cost = ((rows(sa)[:, None, :] - rows(sb)[None, :, :]) ** 2).sum(-1)
+    _, cols = linear_sum_assignment(cost)
+    assert np.array_equal(perms["features.0.linear"].numpy(), cols)
+
+
+def test_weight_matching_improves_the_objective_it_maximises():
+    a, b = _net("mlp", {"width": 40, "depth": 3}, (9,), 0), _net("mlp", {"width": 40, "depth": 3}, (9,), 1)
+    spec = permutation_spec(a, (9,))
+    sa = {k: v.detach() for k, v in a.named_parameters()}
+    sb = {k: v.detach() for k, v in b.named_parameters()}
+    perms, info = match("weight", a, spec, sa, sb)
+
+    def inner(s):
+        return sum(float((sa[k] * s[k]).sum()) for k in sa)
+    assert inner(permute_state(sb, spec, perms)) > inner(sb)
+    assert 1 <= info["sweeps"] < 100
+
+
+def test_matchers_find_more_overlap_than_chance_between_independent_nets():
+    """Two independently initialised MLPs trained briefly on the same data share features."""
+    from conftest import random_dataset
+    data = random_dataset(600, 100, shape=(12,), seed=3)
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = build_model("mlp", {"width": 32}, (12,), 10)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(60):
+            loss = nn.functional.cross_entropy(net(data.x_train), data.y_train)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        nets.append(net.eval())
+    spec = permutation_spec(nets[0], (12,))
+    sa, sb = dict(nets[0].state_dict()), dict(nets[1].state_dict())
+    dist0 = math.dist(torch.cat([v.flatten() for v in sa.values()]).tolist(),
+                      torch.cat([v.flatten() for v in sb.values()]).tolist())
+    for method in ("weight", "activation", "ot"):
+        perms, _ = match(method, nets[0], spec, sa, sb, x=data.x_train)
+        aligned = permute_state(sb, spec, perms)
+        dist = math.dist(torch.cat([v.flatten() for v in sa.values()]).tolist(),
+                         torch.cat([v.flatten() for v in aligned.values()]).tolist())
+        assert dist < dist0, method
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """One endpoint store for the run tests: the mlp's endpoints are trained once."""
+    return tmp_path_factory.mktemp("align_store")
+
+
+@pytest.mark.parametrize(("arch", "align"), [("mlp", "weight"), ("convnet", "activation"), ("mlp", "ot")])
+def test_aligned_run_records_the_alignment(run_config, shared_store, arch, align):
+    from modeconn.app import run
+    results = run(run_config("dataset=digits", f"arch={arch}", "method=linear", f"align={align}", store=shared_store))
+    section = results["alignment"]
+    assert section["method"] == align
+    assert section["max_logit_change"] < 1e-4
+    assert 0 <= section["fraction_in_place"] < 0.5  # independent nets: almost every unit moves
+    assert section["groups"] and section["units"] == sum(g["size"] for g in section["groups"])
+    assert section["seconds"] > 0
+    # the aligned endpoint computes B's function: t=1 is B's own evaluation
+    assert results["path"]["test_err"][-1] == results["endpoints"][1]["test_err"]
