@@ -219,3 +219,80 @@ def test_aligned_run_records_the_alignment(run_config, shared_store, arch, align
     assert section["seconds"] > 0
     # the aligned endpoint computes B's function: t=1 is B's own evaluation
     assert results["path"]["test_err"][-1] == results["endpoints"][1]["test_err"]
+
+
+# ---------------------------------------------------------------------------------------------
+# PAM
+
+def test_birkhoff_projection_is_the_nearest_doubly_stochastic_matrix():
+    from scipy.optimize import minimize
+
+    from modeconn.align.pam import project_birkhoff
+    x = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    p, _ = project_birkhoff(x, iters=5000, tol=1e-12)
+    assert torch.all(p >= 0)
+    assert torch.allclose(p.sum(0), torch.ones(4, dtype=p.dtype), atol=1e-6)
+    assert torch.allclose(p.sum(1), torch.ones(4, dtype=p.dtype), atol=1e-6)
+    # an independent solve of the same quadratic programme
+    target = x.numpy().ravel()
+    cons = [{"type": "eq", "fun": lambda v, i=i: v.reshape(4, 4)[i].sum() - 1} for i in range(4)] + \
+           [{"type": "eq", "fun": lambda v, i=i: v.reshape(4, 4)[:, i].sum() - 1} for i in range(3)]
+    ref = minimize(lambda v: ((v - target) ** 2).sum(), np.full(16, 0.25), jac=lambda v: 2 * (v - target),
+                   bounds=[(0, None)] * 16, constraints=cons, method="SLSQP", options={"ftol": 1e-14})
+    assert np.allclose(p.numpy().ravel(), ref.x, atol=1e-5)
+    ds = torch.full((3, 3), 1 / 3, dtype=torch.float64)
+    assert torch.allclose(project_birkhoff(ds)[0], ds)
+
+
+def _pam_path(seed_b=1):
+    from modeconn.align.pam import PamBezierPath
+    from modeconn.paths import ParameterSpace
+    a, b = _net("mlp", {"width": 16}, (6,), 0), _net("mlp", {"width": 16}, (6,), seed_b)
+    space = ParameterSpace(a)
+    spec = permutation_spec(a, (6,))
+    return a, b, space, PamBezierPath(space, spec, space.flatten(a.state_dict()), space.flatten(b.state_dict()))
+
+
+def test_pam_path_ends_and_phases():
+    model, b, space, path = _pam_path()
+    theta0, theta1 = space.flatten(model.state_dict()), space.flatten(b.state_dict())
+    assert torch.equal(path.vector(torch.tensor([0.0])), theta0)
+    assert torch.allclose(path.vector(torch.tensor([1.0])), theta1)
+    # P = I and phi = 0: the quadratic curve through the midpoint is the straight line
+    assert torch.allclose(path.vector(torch.tensor([0.3])), 0.7 * theta0 + 0.3 * theta1, atol=1e-6)
+    x = torch.randn(5, 6)
+    for phase, trains in (("curve", "phi"), ("permutation", "perm")):
+        path.set_phase(phase)
+        path.zero_grad()
+        out = functional_call(model, space.unflatten(path.vector(torch.tensor([0.6]))), (x,))
+        (out.pow(2).sum() + path.penalty()).backward()
+        assert (path.phi.grad is not None) == (trains == "phi")
+        assert all((p.grad is not None) == (trains == "perm") for p in path.perm)
+
+
+def test_pam_rounding_gives_a_permuted_b_with_b_s_function():
+    model, b, space, path = _pam_path()
+    path.set_phase("permutation")
+    g = torch.Generator().manual_seed(0)
+    for p in path.perm:  # a step somewhere inside the polytope, as SGD + projection would leave it
+        p.data = p.data + 0.05 * torch.randn(p.shape, generator=g)
+    path.project_()
+    assert all(torch.allclose(p.sum(1), torch.ones(len(p)), atol=1e-4) and p.min() >= 0 for p in path.perm)
+    path.round_()
+    path.set_phase("curve")
+    assert all(torch.equal(p.sum(0), torch.ones(len(p))) and set(p.unique().tolist()) == {0.0, 1.0}
+               for p in path.perm)
+    x = torch.randn(7, 6)
+    end = space.unflatten(path.vector(torch.tensor([1.0])))
+    assert torch.allclose(functional_call(model, end, (x,)), b(x), atol=1e-5)
+
+
+def test_pam_run_records_its_rounds_and_ends_at_b(run_config, shared_store):
+    from modeconn.app import run
+    results = run(run_config("dataset=digits", "arch=mlp", "method=bezier", "method.pam.enabled=true",
+                             "method.train.epochs=2", "align=weight", store=shared_store))
+    pam = results["pam"]
+    assert [h["round"] for h in pam["history"]] == [0, 1] and sum(h["curve_epochs"] for h in pam["history"]) == 2
+    assert 0 <= pam["fraction_moved"] <= 1
+    assert results["path"]["test_err"][0] == results["endpoints"][0]["test_err"]
+    assert results["path"]["test_err"][-1] == results["endpoints"][1]["test_err"]

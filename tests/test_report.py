@@ -6,7 +6,8 @@ from modeconn.report.garipov import curve_table
 
 
 def _path_run(method, seed, loss=(0.1, 0.3), err=(5.0, 9.0)):
-    summary = {"train_loss": {"min": loss[0], "max": loss[1]}, "test_err": {"min": err[0], "max": err[1]}}
+    summary = {"train_loss": {"min": loss[0], "max": loss[1]},
+               "test_err": {"min": err[0], "max": err[1], "avg": sum(err) / 2}, "barrier": {"test_err": 1.0}}
     endpoints = [{"train_loss": 0.2, "test_err": 6.0}, {"train_loss": 0.25, "test_err": 7.0}]
     return {"status": "ok", "dataset": "cifar10", "arch": "vgg16", "method": method, "align": "none", "seed": seed,
             "summary": summary, "endpoints": endpoints}
@@ -37,3 +38,28 @@ def test_report_cli_writes_both_tables_with_the_paper_beside(tmp_path, capsys):
     assert "| Bezier |" in text and "Bezier (paper)" in text and "6.79" in text
     assert "| FGE | 74.00 / 0.5000 | 76.00 / 0.5000 |" in text and "FGE (paper)" in text
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_tatro_table_separates_aligned_pam_and_line_rows(tmp_path):
+    from modeconn.report.tatro import markdown
+
+    def run(method, align, seed, max_err, pam=False, barrier=1.0):
+        r = _path_run(method, seed, err=(9.0, max_err))
+        r["summary"]["test_err"]["avg"] = max_err - 1
+        r["summary"]["barrier"]["test_err"] = barrier
+        r["endpoints"] = [{"key": f"k{seed}a", "train_loss": 0.2, "test_err": 9.0},
+                          {"key": f"k{seed}b", "train_loss": 0.2, "test_err": 10.0}]
+        r.update(align=align, config={"method": {"num_bends": 3, "pam": {"enabled": pam}}})
+        return r
+    runs = [run("bezier", "none", 0, 12.0), run("bezier", "none", 1, 14.0), run("bezier", "activation", 0, 10.0),
+            run("bezier", "none", 0, 11.0, pam=True), run("linear", "none", 0, 30.0, barrier=20.5),
+            run("linear", "weight", 0, 13.0, barrier=3.5)]
+    text = markdown(runs)
+    assert "| Endpoints | 90.50 ± 0.50 | | | 4 |" in text
+    assert "| Curve, unaligned | 88.00 ± 1.00 | 87.00 ± 1.00 | | 2 |" in text
+    assert "| Curve, aligned (activation) | 91.00 | 90.00 | | 1 |" in text
+    assert "| Curve, PAM unaligned | 90.00 | 89.00 | | 1 |" in text
+    assert "| Line, unaligned | 71.00 | 70.00 | 20.50 | 1 |" in text and "| Line, aligned (weight) |" in text
+    assert "cifar10 / tinyten: endpoint 89.0" in text
+    from modeconn.report.garipov import curve_table
+    assert [v[3] for v in curve_table(runs)[("cifar10", "vgg16")]["Bezier"]] == [12.0, 14.0]  # no PAM, no aligned

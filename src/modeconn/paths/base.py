@@ -45,6 +45,13 @@ class Path(nn.Module):
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 
+    def penalty(self) -> torch.Tensor | float:
+        """An extra training loss term of the path's own (PAM's proximal pull); none by default."""
+        return 0.0
+
+    def project_(self) -> None:
+        """Called after every optimiser step to restore constraints (PAM's Birkhoff projection)."""
+
     @property
     def device(self) -> torch.device:
         for tensor in (*self.buffers(), *self.parameters()):

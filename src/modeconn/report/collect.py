@@ -18,3 +18,12 @@ def load_runs(dirs: Iterable[str | Path], *, only_ok: bool = True) -> list[dict]
                 results["_file"] = str(f)
                 runs.append(results)
     return runs
+
+
+def method_option(run: dict, key: str, default=None):
+    """``run``'s resolved ``method.<key>`` (``default`` when the run's config lacks it)."""
+    return (run.get("config") or {}).get("method", {}).get(key, default)
+
+
+def uses_pam(run: dict) -> bool:
+    return bool((method_option(run, "pam") or {}).get("enabled", False))

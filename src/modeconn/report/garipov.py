@@ -9,6 +9,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from modeconn.report.collect import method_option, uses_pam
+
 COLUMNS = ("train_loss min", "train_loss max", "test_err min", "test_err max")
 ROWS = (("Single", "endpoints"), ("Line", "linear"), ("Bezier", "bezier"), ("Poly", "polychain"))
 
@@ -42,10 +44,12 @@ def _row_values(run: dict, source: str) -> tuple[float, ...]:
 
 
 def curve_table(runs: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[float, ...]]]]:
-    """{(dataset, arch): {row: [per-seed values]}} from path runs with align=none."""
+    """{(dataset, arch): {row: [per-seed values]}} from path runs with align=none (and no PAM)."""
     table: dict = defaultdict(lambda: defaultdict(list))
     for run in runs:
         if run.get("align", "none") != "none" or "summary" not in run:
+            continue
+        if uses_pam(run):  # Tatro's PAM curves are not Garipov's
             continue
         setting = (run["dataset"], run["arch"])
         for row, source in ROWS:
@@ -86,7 +90,7 @@ def fge_table(runs: list[dict]) -> dict:
     for run in runs:
         row = dict((m, r) for r, m in FGE_ROWS).get(run["method"])
         if row and "ensemble" in run:
-            budget = run["config"]["method"].get("budget", 1)
+            budget = method_option(run, "budget", 1)
             table[(run["dataset"], run["arch"])][row][budget].append(run["ensemble"])
     return table
 

@@ -11,11 +11,17 @@ from modeconn.runners.context import RunContext
 def run_path(ctx: RunContext) -> None:
     cfg = ctx.cfg
     endpoints = ctx.load_endpoints(cfg.method.endpoints)
-    path = build_path(cfg.method, ctx.space, endpoints).to(ctx.device)
-    if path.trainable:
-        from modeconn.training.path_trainer import train_path
+    if cfg.method.get("pam") and cfg.method.pam.enabled:
+        from modeconn.training.pam import build_pam_path, train_pam
+        path = build_pam_path(ctx, endpoints)
         with ctx.record.stage("train_path"):
-            train_path(path, ctx)
+            ctx.record.data["pam"] = train_pam(path, ctx)
+    else:
+        path = build_path(cfg.method, ctx.space, endpoints).to(ctx.device)
+        if path.trainable:
+            from modeconn.training.path_trainer import train_path
+            with ctx.record.stage("train_path"):
+                train_path(path, ctx)
     with ctx.record.stage("evaluate"):
         profile, summary = evaluate_path(path, ctx.model, ctx.data, progress=cfg.trainer.progress,
                                          **ctx.eval_kwargs())

@@ -35,7 +35,8 @@ class PathModule(ScheduledSGDModule):
         net = self._net[0].train()
         logits = functional_call(net, self.path.space.unflatten(vector), (x,))
         # dot(v, v): one pass over the vector each way, cheaper than pow(2).sum() (benchmarks/curve_step.py)
-        return F.cross_entropy(logits, y) + 0.5 * self.wd * torch.dot(vector, vector), logits
+        loss = F.cross_entropy(logits, y) + 0.5 * self.wd * torch.dot(vector, vector) + self.path.penalty()
+        return loss, logits
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -46,15 +47,20 @@ class PathModule(ScheduledSGDModule):
                  prog_bar=True)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.path.project_()
 
-def train_path(path: Path, ctx) -> None:
-    """Train `path`'s free points with the recipe in `ctx.cfg.method.train`, resumably."""
-    recipe = ctx.cfg.method.train
+
+def train_path(path: Path, ctx, recipe=None, work_dir=None) -> None:
+    """Train `path`'s free points with `recipe` (default `ctx.cfg.method.train`), resumably
+    (checkpoints in `work_dir`, default the run's checkpoints/path)."""
+    recipe = recipe or ctx.cfg.method.train
     seed = int(ctx.cfg.seed)
     loader = TensorLoader(ctx.data.x_train, ctx.data.y_train, recipe.batch_size, shuffle=True,
                           augment=ctx.data.augment, seed=seed)
     total = steps_per_epoch(loader, recipe.limit_batches) * recipe.epochs
     module = PathModule(path, ctx.model, loader, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
                         total_steps=total, schedule=recipe.schedule, seed=seed)
-    fit(module, epochs=recipe.epochs, work_dir=ctx.out_dir / "checkpoints" / "path", trainer_cfg=ctx.cfg.trainer,
+    fit(module, epochs=recipe.epochs, work_dir=work_dir or ctx.out_dir / "checkpoints" / "path",
+        trainer_cfg=ctx.cfg.trainer,
         limit_batches=recipe.limit_batches, logger=ctx.tracker.lightning_logger())
