@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modeconn.app import run
+from modeconn.app import CONFIG_DIR, run
 from modeconn.results import read_results, validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,3 +70,17 @@ def test_cli_run_prints_the_table(tmp_path):
     assert "max along the path" in proc.stdout and "barrier" in proc.stdout
     assert (tmp_path / "run" / "profile.csv").exists()
     assert validate(read_results(tmp_path / "run")) == []
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_names_its_sweep_dir(experiment):
+    """The sweep dir is resolved before any job runs (no HydraConfig yet), so it may only use config keys."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    sweep_dir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["dir"]
+    OmegaConf.set_struct(cfg, False)
+    cfg.resolved_sweep_dir = sweep_dir
+    assert cfg.resolved_sweep_dir.startswith(f"multirun/{experiment.removesuffix('_lines')}")
+    assert cfg.hydra.sweeper.params

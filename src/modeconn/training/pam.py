@@ -33,8 +33,8 @@ def train_pam(path: PamBezierPath, ctx) -> dict:
         raise ValueError(f"method.pam.rounds must be >= 1, got {pam.rounds}")
     perm_recipe = OmegaConf.merge(base, {"epochs": pam.perm_epochs, "lr": pam.perm_lr,
                                          "momentum": pam.perm_momentum, "schedule": "constant"})
-    if pam.get("perm_batches") is not None:
-        perm_recipe.limit_batches = pam.perm_batches
+    limits = [n for n in (pam.get("perm_batches"), base.limit_batches) if n is not None]
+    perm_recipe.limit_batches = min(limits) if limits else None  # trainer=smoke's limit still applies
     work = ctx.out_dir / "checkpoints" / "pam"
     history = []
     for r, curve_epochs in enumerate(split_epochs(base.epochs, pam.rounds)):
