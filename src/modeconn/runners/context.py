@@ -28,7 +28,7 @@ class RunContext:
     out_dir: Path
     endpoints: list[torch.Tensor] = field(default_factory=list)   # flat weight vectors on the device
     states: list[dict[str, torch.Tensor]] = field(default_factory=list)  # the same with buffers, as state dicts
-    _spec: object = None  # the permutation groups, traced once when alignment first needs them
+    _spec: object = None  # the permutation groups, traced once by `permutation_spec()`
 
     @property
     def device(self) -> torch.device:
@@ -60,18 +60,23 @@ class RunContext:
             self.endpoints.append(self.space.flatten(state))
         return self.endpoints[:count]
 
+    def permutation_spec(self):
+        """The model's permutation groups (alignment and PAM share them), traced on first use."""
+        if self._spec is None:
+            from modeconn.align import permutation_spec
+            self._spec = permutation_spec(self.model, tuple(self.data.x_train.shape[1:]))
+        return self._spec
+
     def _aligned(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from modeconn.align import permutation_spec
         from modeconn.align.endpoint import align_endpoint
 
         a = self.cfg.align
-        section = self.record.data.setdefault("alignment", {"method": a.name, "per_endpoint": []})
-        if self._spec is None:
-            self._spec = permutation_spec(self.model, tuple(self.data.x_train.shape[1:]))
-            section["groups"] = [{"name": g.name, "size": g.size} for g in self._spec.groups]
-            section["units"] = self._spec.units
+        spec = self.permutation_spec()
+        section = self.record.data.setdefault("alignment", {
+            "method": a.name, "groups": [{"name": g.name, "size": g.size} for g in spec.groups],
+            "units": spec.units, "per_endpoint": []})
         aligned, report = align_endpoint(
-            self.model, self._spec, self.states[0], state, method=a.name, x_train=self.data.x_train,
+            self.model, spec, self.states[0], state, method=a.name, x_train=self.data.x_train,
             x_check=self.data.x_test[: self.cfg.eval.batch_size], samples=a.get("samples", 10_000),
             batch_size=a.get("batch_size", 500), max_iter=a.get("max_iter", 100), seed=int(self.cfg.seed))
         section["per_endpoint"].append({"index": len(self.states), **report})

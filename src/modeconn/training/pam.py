@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from modeconn.align import permutation_spec
 from modeconn.align.pam import PamBezierPath
 from modeconn.training.path_trainer import train_path
 
@@ -13,8 +12,7 @@ def build_pam_path(ctx, endpoints) -> PamBezierPath:
     method = ctx.cfg.method
     if method.name != "bezier" or method.num_bends != 3:
         raise ValueError("method.pam needs method=bezier with method.num_bends=3 (Tatro's quadratic curve)")
-    spec = permutation_spec(ctx.model, tuple(ctx.data.x_train.shape[1:]))
-    return PamBezierPath(ctx.space, spec, endpoints[0], endpoints[1], prox=method.pam.prox,
+    return PamBezierPath(ctx.space, ctx.permutation_spec(), endpoints[0], endpoints[1], prox=method.pam.prox,
                          points=method.points).to(ctx.device)
 
 
