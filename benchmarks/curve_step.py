@@ -1,10 +1,12 @@
-"""One curve training step vs one plain training step of the same net.
+"""One curve training step, and one SPRO simplex step, vs plain training steps of the same net.
 
 Curve step (Garipov): sample t, w = path.weights(t) (Bezier, 3 bends), logits =
 functional_call(net, w, x), loss = CE + 0.5 * wd * ||w||^2, backward, SGD step on
-the free bend. Plain step: model(x), CE, backward, SGD with weight_decay. Batches
-of 128 Fashion-MNIST-shaped inputs (random tensors: only the shape matters).
-Steps alternate between the two, after a warm-up; medians over the repeats.
+the free bend. SPRO step (Benton): the shared trainer's step on a 3-vertex simplex
+(one free vertex) with n_sample = 5 Dirichlet points and the Cayley-Menger volume
+term; compared with 5 plain steps, its ideal cost. Plain step: model(x), CE,
+backward, SGD with weight_decay. Batches of 128 Fashion-MNIST-shaped inputs (random
+tensors: only the shape matters). Steps alternate after a warm-up; medians over the repeats.
 
     .venv/bin/python benchmarks/curve_step.py [--archs mlp convnet] [--steps 20] [--repeats 5]
 """
@@ -20,9 +22,10 @@ import torch.nn.functional as F
 from modeconn.data import TensorLoader
 from modeconn.models import build_model
 from modeconn.paths import BezierPath, ParameterSpace
+from modeconn.paths.simplex import SimplicialComplexPath
 from modeconn.training.path_trainer import PathModule
 
-SHAPE, CLASSES, BATCH, WD, LR = (1, 28, 28), 10, 128, 5e-4, 0.01
+SHAPE, CLASSES, BATCH, WD, LR, N_SAMPLE = (1, 28, 28), 10, 128, 5e-4, 0.01, 5
 
 
 def make(arch: str):
@@ -32,7 +35,8 @@ def make(arch: str):
     a = space.flatten(model.state_dict())
     b = a + 0.01 * torch.randn(space.dim)
     path = BezierPath(space, a, b, num_bends=3)
-    return model, path
+    simplex = SimplicialComplexPath.grown(space, [a, b], [[0, 1]], join=[0], lmbda=0.1)
+    return model, path, simplex
 
 
 def timed(step, batches) -> float:
@@ -54,13 +58,17 @@ def main() -> None:
     print(f"batch {BATCH} of {SHAPE}; {args.steps} steps x {args.repeats} repeats (after one warm-up repeat); "
           f"threads {torch.get_num_threads()}")
     for arch in args.archs:
-        model, path = make(arch)
+        model, path, simplex = make(arch)
         model.train()
         plain_opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WD)
         curve_model = build_model(arch, {}, SHAPE, CLASSES).train()
         curve_opt = torch.optim.SGD([path.free], lr=LR, momentum=0.9)
         trainer = PathModule(path, curve_model, TensorLoader(*batches[0], BATCH), lr=LR, momentum=0.9, wd=WD,
                              total_steps=1)
+        spro = PathModule(simplex, curve_model, TensorLoader(*batches[0], BATCH), samples=N_SAMPLE, lr=LR,
+                          momentum=0.9, wd=WD, total_steps=1)
+        spro.log = lambda *a, **k: None   # outside a Trainer
+        spro_opt = torch.optim.SGD([simplex.free], lr=LR, momentum=0.9)
         tg = torch.Generator().manual_seed(1)
 
         def plain_step(x, y):
@@ -75,14 +83,22 @@ def main() -> None:
             loss.backward()
             curve_opt.step()
 
-        timed(plain_step, batches), timed(curve_step, batches)  # warm-up
-        plain, curve = [], []
-        for _ in range(args.repeats):  # alternate, so load changes hit both alike
-            plain.append(timed(plain_step, batches))
-            curve.append(timed(curve_step, batches))
-        p, c = statistics.median(plain), statistics.median(curve)
+        def spro_step(x, y):
+            spro_opt.zero_grad(set_to_none=True)
+            spro.training_step((x, y), 0).backward()
+            spro_opt.step()
+
+        steps = {"plain": plain_step, "curve": curve_step, "spro": spro_step}
+        for step in steps.values():  # warm-up
+            timed(step, batches)
+        times = {name: [] for name in steps}
+        for _ in range(args.repeats):  # alternate, so load changes hit all alike
+            for name, step in steps.items():
+                times[name].append(timed(step, batches))
+        p, c, sp = (statistics.median(times[name]) for name in steps)
         print(f"{arch:8s} params {path.space.dim:>9,d}  plain {1e3 * p:7.2f} ms/step  curve {1e3 * c:7.2f} ms/step  "
-              f"ratio {c / p:.2f}x")
+              f"ratio {c / p:.2f}x  spro (n_sample {N_SAMPLE}) {1e3 * sp:7.2f} ms/step = "
+              f"{sp / (N_SAMPLE * p):.2f}x {N_SAMPLE} plain steps")
 
 
 if __name__ == "__main__":

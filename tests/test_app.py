@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import compose_config
 from modeconn.app import CONFIG_DIR, run
 from modeconn.results import read_results, validate
 
@@ -84,3 +85,18 @@ def test_every_experiment_composes_and_names_its_sweep_dir(experiment):
     cfg.resolved_sweep_dir = sweep_dir
     assert cfg.resolved_sweep_dir.startswith(f"multirun/{experiment.removesuffix('_lines')}")
     assert cfg.hydra.sweeper.params
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
+def test_every_wandb_sweep_spec_composes_and_has_its_experiment(spec):
+    """Each W&B sweep's parameters are valid overrides of the app, mirroring an experiment file."""
+    import itertools
+
+    import yaml
+    sweep = yaml.safe_load((REPO / "sweeps" / spec).read_text())
+    assert (CONFIG_DIR / "experiment" / spec).exists()
+    grid = {k: v.get("values", [v.get("value")]) for k, v in sweep["parameters"].items()}
+    for combo in itertools.islice(itertools.product(*grid.values()), 4):
+        overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in zip(grid, combo)]
+        cfg = compose_config(*overrides)
+        assert cfg.method.name in grid["method"]

@@ -63,3 +63,39 @@ def test_tatro_table_separates_aligned_pam_and_line_rows(tmp_path):
     assert "cifar10 / tinyten: endpoint 89.0" in text
     from modeconn.report.garipov import curve_table
     assert [v[3] for v in curve_table(runs)[("cifar10", "vgg16")]["Bezier"]] == [12.0, 14.0]  # no PAM, no aligned
+
+
+def _benton_run(method, seed, **values):
+    def point(k, acc):
+        return {"members": k, "test_acc": acc, "test_nll": 0.5 + seed / 10, "test_ece": 0.02, "test_brier": 0.1}
+    run = {"status": "ok", "dataset": "cifar10", "arch": "vgg16", "method": method, "align": "none", "seed": seed,
+           "endpoints": [{"test_err": 7.0 + seed}, {"test_err": 9.0 + seed}]}
+    if method == "simplex":
+        run["simplex"] = {"vertices": 3, "components": 2, "volume": 0.5 + seed, "centroid_test_err": 6.5 + seed,
+                          "vertex_test_err": [7.0 + seed, 8.0 + seed, 7.5],
+                          "per_component": [{"samples": {"n": 3, "test_err_max": 8.5 + seed}}]}
+        run["ensemble"] = {"members": 2, "budget_epochs": 30.0, "curve": [point(1, 93.5), point(2, 94.0 + seed)],
+                           "baseline": {"budget_epochs": 10.0, "curve": [point(1, 93.0), point(2, 93.5)]},
+                           "baseline_equal_cost": {"members": 6, "test_acc": 94.5, "test_nll": 0.4, "test_ece": 0.01,
+                                                   "budget_epochs": 30.0}}
+    else:
+        run["complex"] = {"modes": 2, "connectors": 1, "centroid_test_err": [8.0, 9.0 + seed],
+                          "sample_test_err_max": [10.0, 11.0]}
+        run["summary"] = {"test_err": {"max": 12.0 + 2 * seed}, "barrier": {"test_err": 3.0}}
+    return run
+
+
+def test_benton_tables_average_seeds_and_show_the_paper():
+    from modeconn.report.benton import markdown, report
+    runs = [_benton_run("simplex", 0), _benton_run("simplex", 1), _benton_run("complex", 0), _benton_run("complex", 1),
+            _path_run("bezier", 0)]
+    text = markdown(runs)
+    assert "## Benton et al. 2021 — cifar10 / vgg16" in text and text.count("## Benton") == 1
+    assert "| 1 | 7.00 ± 0.00 | 0.5500 ± 0.0500 | 0.0200 ± 0.0000 | 6.50 ± 0.00 |" in text
+    assert "| 2 | 6.50 ± 0.00 | 0.5500 ± 0.0500 | 0.0200 ± 0.0000 | 5.50 ± 0.50 |" in text
+    assert "| deep ensemble, equal cost (6 members) | 5.50 ± 0.00 | 0.4000 ± 0.0000 |" in text
+    assert "deep ensemble 10 ± 0; ESPRO 30 ± 0; deep ensemble, equal cost 30 ± 0." in text
+    assert "| paper (CIFAR-10 VGG16, approx.) | 1 | 6.95 | 6.6 |" in text and "CIFAR-100" not in text
+    assert "| 3 vertices | 7.50 ± 0.50 | 8.50 ± 0.50 | 7.00 ± 0.50 | 9.00 ± 0.50 | 1 ± 0.5 | 2 |" in text
+    assert "| 2 / 1 | 8.50 ± 0.50 | 9.50 ± 0.50 | 11.00 ± 0.00 | 13.00 ± 1.00 | 3.00 ± 0.00 | 2 |" in text
+    assert report([_path_run("bezier", 0), _path_run("linear", 0)]) == ""

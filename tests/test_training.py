@@ -1,4 +1,4 @@
-"""Endpoint training: the schedule, and a killed run that resumes to the same weights."""
+"""Endpoint training: the schedules, and a killed run that resumes to the same weights."""
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -18,6 +18,17 @@ def test_garipov_schedule_shape():
     assert [f(s) for s in (0, 50)] == [1.0, 1.0] and f(95) == 0.01
     with pytest.raises(ValueError):
         lr_lambda("cosine?", 10)
+
+
+def test_cosine_schedule_is_torchs_cosine_annealing_per_step():
+    """Benton's per-vertex LR: CosineAnnealingLR(T_max = the budget), here stepped per iteration."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40)
+    ours = lr_lambda("cosine", 40)
+    for step in range(41):
+        assert ours(step) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12)
+        opt.step()
+        reference.step()
 
 
 class Killed(RuntimeError):

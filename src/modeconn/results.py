@@ -20,6 +20,7 @@ ENDPOINT_KEYS = ("key", "cached", "train_loss", "train_err", "test_nll", "test_e
 PATH_KEYS = ("t", *METRICS)
 SUMMARY_STATS = ("start", "end", "min", "max", "avg", "int")
 ENSEMBLE_KEYS = ("members", "test_acc", "test_nll", "test_ece", "test_brier")
+SIMPLEX_KEYS = ("vertices", "volume", "vertex_test_err", "centroid_test_err")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -89,5 +90,11 @@ def validate(results: dict) -> list[str]:
             problems += [f"summary.{m} lacks {s}" for s in SUMMARY_STATS if s not in summary.get(m, {})]
         problems += [f"summary lacks {k}" for k in ("length", "barrier") if k not in summary]
     if "ensemble" in results:
-        problems += [f"ensemble lacks {k}" for k in ENSEMBLE_KEYS if k not in results["ensemble"]]
+        ensemble = results["ensemble"]
+        problems += [f"ensemble lacks {k}" for k in ENSEMBLE_KEYS if k not in ensemble]
+        for name in ("baseline", "baseline_equal_cost"):
+            if name in ensemble and "members" in ensemble[name]:   # deep-ensemble baselines
+                problems += [f"ensemble.{name} lacks {k}" for k in ENSEMBLE_KEYS if k not in ensemble[name]]
+    if "simplex" in results:
+        problems += [f"simplex lacks {k}" for k in SIMPLEX_KEYS if k not in results["simplex"]]
     return problems

@@ -130,7 +130,11 @@ def _log_levels(values: np.ndarray, n: int = 7, log_alpha: float = -5.0) -> np.n
     return np.unique(levels)
 
 
-def _heatmap(result: dict, key: str, label: str, out: Path, title: str) -> Path:
+#: Legend entries for the first two anchors, the others, and the drawn curve (Garipov's figure).
+CURVE_LABELS = ("endpoints", "bend", "curve")
+
+
+def _heatmap(result: dict, key: str, label: str, out: Path, title: str, labels=CURVE_LABELS) -> Path:
     x, y = np.meshgrid(result["xs"], result["ys"], indexing="ij")
     values = np.nan_to_num(np.asarray(result[key], dtype=np.float64), nan=np.nanmax(result[key]), posinf=1e10)
     levels = _log_levels(values)
@@ -140,13 +144,13 @@ def _heatmap(result: dict, key: str, label: str, out: Path, title: str) -> Path:
     fig.colorbar(filled, ax=ax, format="%.4g", label=label)
     curve = result.get("curve_xy")
     if curve is not None and len(curve):
-        ax.plot(curve[:, 0], curve[:, 1], color="black", lw=2, zorder=3, label="curve")
+        ax.plot(curve[:, 0], curve[:, 1], color="black", lw=2, zorder=3, label=labels[2])
     anchors = result["anchors_xy"]
-    ax.scatter(anchors[:2, 0], anchors[:2, 1], s=60, c="black", edgecolors="white", zorder=4, label="endpoints")
+    ax.scatter(anchors[:2, 0], anchors[:2, 1], s=60, c="black", edgecolors="white", zorder=4, label=labels[0])
     if len(anchors) > 2:
         ax.scatter(anchors[2:, 0], anchors[2:, 1], s=70, marker="x", c="black", linewidths=2.5, zorder=4,
-                   label="bend")
-    ax.set(xlabel="x (along $w_2 - w_1$)", ylabel="y (towards the bend)", title=title)
+                   label=labels[1])
+    ax.set(xlabel="x (along $w_2 - w_1$)", ylabel=f"y (towards the {labels[1]})", title=title)
     ax.legend(loc="best", fontsize=8, framealpha=0.6)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -154,13 +158,15 @@ def _heatmap(result: dict, key: str, label: str, out: Path, title: str) -> Path:
     return Path(out)
 
 
-def save_plane(result: dict, out_dir: Path, name: str = "plane") -> list[Path]:
-    """Write `<name>.npz` (every array of `result`) and train-loss / test-error heatmaps."""
+def save_plane(result: dict, out_dir: Path, name: str = "plane", labels=CURVE_LABELS) -> list[Path]:
+    """Write `<name>.npz` (every array of `result`) and train-loss / test-error heatmaps
+    (`labels` name the first two anchors, the rest, and the drawn curve)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = out_dir / f"{name}.npz"
     np.savez(arrays, **{k: np.asarray(v) for k, v in result.items()})
     return [arrays,
             _heatmap(result, "train_loss", "train loss (+wd), nats", out_dir / f"{name}_train_loss.png",
-                     "train loss"),
-            _heatmap(result, "test_err", "test error, %", out_dir / f"{name}_test_err.png", "test error")]
+                     "train loss", labels),
+            _heatmap(result, "test_err", "test error, %", out_dir / f"{name}_test_err.png", "test error",
+                     labels)]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 def run_table(results: dict, results_path: str) -> str:
     rows = [f"{'':<26}{'test err %':>12}{'test nll':>10}{'train loss':>12}"]
-    for i, e in enumerate(results.get("endpoints", [])):
+    endpoints = results.get("endpoints", [])
+    for i, e in enumerate(endpoints):
+        if len(endpoints) > 4 and 1 < i < len(endpoints) - 1:   # long lists (ensembles): first, second, last
+            if i == 2:
+                rows.append(f"{f'... {len(endpoints) - 3} more endpoints':<26}")
+            continue
         cached = " (cached)" if e["cached"] else ""
         rows.append(f"{f'endpoint {i}{cached}':<26}{e['test_err']:>12.2f}{e['test_nll']:>10.4f}{e['train_loss']:>12.4f}")
     summary = results.get("summary")
@@ -14,10 +19,21 @@ def run_table(results: dict, results_path: str) -> str:
         rows.append(f"{'barrier':<26}{summary['barrier']['test_err']:>12.2f}"
                     f"{summary['barrier']['test_nll']:>10.4f}{summary['barrier']['train_loss']:>12.4f}")
         rows.append(f"path length {summary['length']:.3f}")
+    simplex = results.get("simplex")
+    if simplex:
+        rows.append(f"{'simplex vertices (max)':<26}{max(simplex['vertex_test_err']):>12.2f}")
+        rows.append(f"{'simplex centroid':<26}{simplex['centroid_test_err']:>12.2f}")
+        rows.append(f"simplex volume {simplex['volume']:.4g} ({simplex['vertices']} vertices)")
+    complex_ = results.get("complex")
+    if complex_:
+        rows.append(f"{'complex centroids (max)':<26}{max(complex_['centroid_test_err']):>12.2f}")
+        rows.append(f"{'complex samples (max)':<26}{max(complex_['sample_test_err_max']):>12.2f}")
     ensemble = results.get("ensemble")
     if ensemble:
         rows.append(f"{'':<26}{'test acc %':>12}{'test nll':>10}{'ece':>8}{'brier':>8}{'budget (ep)':>13}")
-        for label, e in ((f"ensemble of {ensemble['members']}", ensemble), ("baseline", ensemble.get("baseline"))):
+        equal_cost = ensemble.get("baseline_equal_cost") or {}
+        for label, e in ((f"ensemble of {ensemble['members']}", ensemble), ("baseline", ensemble.get("baseline")),
+                         (f"equal cost ({equal_cost.get('members')})", equal_cost)):
             if e and "test_acc" in e:
                 budget = e.get("budget_epochs", "")
                 rows.append(f"{label:<26}{e['test_acc']:>12.2f}{e['test_nll']:>10.4f}{e['test_ece']:>8.4f}"

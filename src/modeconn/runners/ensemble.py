@@ -19,7 +19,8 @@ from modeconn.training.endpoints import endpoint_spec, new_model, obtain_endpoin
 from modeconn.training.fge import check_cycle, fge_cycles, train_fge
 
 
-def _probs(ctx: RunContext, vector: torch.Tensor) -> torch.Tensor:
+def test_probs(ctx: RunContext, vector: torch.Tensor) -> torch.Tensor:
+    """Test-set softmax of one weight vector, BN recomputed for it (an ensemble member)."""
     e = ctx.cfg.eval
     return member_probs(ctx.model, ctx.space.unflatten(vector.to(ctx.device)), ctx.data,
                         batch_size=e.batch_size, bn_batch_size=e.bn_batch_size)
@@ -28,13 +29,13 @@ def _probs(ctx: RunContext, vector: torch.Tensor) -> torch.Tensor:
 def _ensemble_section(ctx: RunContext, vectors: list[torch.Tensor]) -> tuple[dict, list[dict]]:
     """(final ensemble metrics with `curve`, single-member metrics), BN recomputed per member."""
     y = ctx.data.y_test
-    probs = [_probs(ctx, v) for v in vectors]
+    probs = [test_probs(ctx, v) for v in vectors]
     curve = growing_ensemble(probs, y)
     singles = [ensemble_metrics(p, y) for p in probs]
     return {**curve[-1], "curve": curve}, singles
 
 
-def _log(ctx: RunContext, section: dict) -> None:
+def ensemble_log(ctx: RunContext, section: dict) -> None:
     ctx.tracker.log_summary({
         **{f"ensemble/{k}": section[k] for k in ("members", "test_acc", "test_nll", "test_ece", "test_brier")},
         **{f"baseline/{k}": v for k, v in section["baseline"].items() if isinstance(v, (int, float))},
@@ -58,7 +59,7 @@ def run_ensemble(ctx: RunContext) -> None:
         "baseline": {**singles[0], "budget_epochs": epochs, "budget_models": 1.0},
     })
     ctx.record.data["ensemble"] = section
-    _log(ctx, section)
+    ensemble_log(ctx, section)
 
 
 def run_fge(ctx: RunContext) -> None:
@@ -104,8 +105,8 @@ def run_fge(ctx: RunContext) -> None:
 
     with ctx.record.stage("evaluate"):
         section, singles = _ensemble_section(ctx, snapshots)
-        baseline = ensemble_metrics(_probs(ctx, baseline_vector), ctx.data.y_test)
-        start = ensemble_metrics(_probs(ctx, start_vector), ctx.data.y_test)
+        baseline = ensemble_metrics(test_probs(ctx, baseline_vector), ctx.data.y_test)
+        start = ensemble_metrics(test_probs(ctx, start_vector), ctx.data.y_test)
     budget = start_epochs + cycles * cycle
     section.update({
         "budget_epochs": budget,
@@ -118,4 +119,4 @@ def run_fge(ctx: RunContext) -> None:
                      "budget_epochs": epochs, "budget_models": 1.0},
     })
     ctx.record.data["ensemble"] = section
-    _log(ctx, section)
+    ensemble_log(ctx, section)

@@ -3,7 +3,9 @@
 Garipov et al.: per minibatch draw coordinates from the path's own distribution
 (t ~ U(0,1) for curves), apply the weights at that point to the network with BN
 in batch-statistics mode, and minimise CE + 0.5 * wd * ||phi(t)||^2 (the penalty
-on the sampled point; the optimiser's own weight decay is 0).
+on the sampled point; the optimiser's own weight decay is 0). Benton et al.'s
+SPRO draws `samples` points per minibatch (the loss is their mean) and adds the
+path's own `penalty()` (the log-volume term) once per step.
 """
 from __future__ import annotations
 
@@ -21,9 +23,12 @@ from modeconn.training.fit import fit, steps_per_epoch
 class PathModule(ScheduledSGDModule):
     optimizer_weight_decay = False
 
-    def __init__(self, path: Path, model: nn.Module, loader: TensorLoader, **kw):
+    def __init__(self, path: Path, model: nn.Module, loader: TensorLoader, samples: int = 1, **kw):
         super().__init__(loader, **kw)
+        if samples < 1:
+            raise ValueError(f"samples per step must be >= 1, got {samples}")
         self.path = path
+        self.samples = samples
         self._net = [model]  # a template, not a submodule: its own weights never train or checkpoint
 
     def trainable_parameters(self):
@@ -35,31 +40,35 @@ class PathModule(ScheduledSGDModule):
         net = self._net[0].train()
         logits = functional_call(net, self.path.space.unflatten(vector), (x,))
         # dot(v, v): one pass over the vector each way, cheaper than pow(2).sum() (benchmarks/curve_step.py)
-        loss = F.cross_entropy(logits, y) + 0.5 * self.wd * torch.dot(vector, vector) + self.path.penalty()
+        loss = F.cross_entropy(logits, y) + 0.5 * self.wd * torch.dot(vector, vector)
         return loss, logits
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        coords = self.path.sample_coords(1)[0].to(x.device)
-        loss, logits = self.loss_at(coords, x, y)
+        coords = self.path.sample_coords(self.samples).to(x.device)
+        loss, correct = 0.0, 0.0
+        for c in coords:
+            point_loss, logits = self.loss_at(c, x, y)
+            loss = loss + point_loss / self.samples
+            correct = correct + (logits.argmax(1) == y).float().mean() / self.samples
+        loss = loss + self.path.penalty()
         self.log("path_train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("path_train_acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True,
-                 prog_bar=True)
+        self.log("path_train_acc", correct, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.path.project_()
 
 
-def train_path(path: Path, ctx, recipe=None, work_dir=None) -> None:
+def train_path(path: Path, ctx, recipe=None, work_dir=None, samples: int = 1) -> None:
     """Train `path`'s free points with `recipe` (default `ctx.cfg.method.train`), resumably
-    (checkpoints in `work_dir`, default the run's checkpoints/path)."""
+    (checkpoints in `work_dir`, default the run's checkpoints/path); `samples` points per step."""
     recipe = recipe or ctx.cfg.method.train
     seed = int(ctx.cfg.seed)
     loader = TensorLoader(ctx.data.x_train, ctx.data.y_train, recipe.batch_size, shuffle=True,
                           augment=ctx.data.augment, seed=seed)
     total = steps_per_epoch(loader, recipe.limit_batches) * recipe.epochs
-    module = PathModule(path, ctx.model, loader, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
+    module = PathModule(path, ctx.model, loader, samples=samples, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
                         total_steps=total, schedule=recipe.schedule, seed=seed)
     fit(module, epochs=recipe.epochs, work_dir=work_dir or ctx.out_dir / "checkpoints" / "path",
         trainer_cfg=ctx.cfg.trainer,
