@@ -180,8 +180,10 @@ def test_espro_run_records_the_simplex_and_the_ensembles(run_config, shared_stor
     assert read_results(out)["status"] == "ok"
 
 
-def test_complex_run_connects_the_modes_through_its_connectors(run_config, shared_store):
-    results = run(run_config("dataset=digits", "method=complex", "method.connectors=2", "method.samples=2",
+@pytest.mark.parametrize("arch", [["arch=mlp"], ["arch=convnet", "arch.params.channels=[4,8]", "arch.params.hidden=16",
+                                                "arch.params.batchnorm=true"]], ids=["mlp", "convnet-bn"])
+def test_complex_run_connects_the_modes_through_its_connectors(run_config, shared_store, arch):
+    results = run(run_config("dataset=digits", *arch, "method=complex", "method.connectors=2", "method.samples=2",
                              "method.epochs_per_vertex=1", "method.points=5", store=shared_store))
     assert validate(results) == []
     c = results["complex"]

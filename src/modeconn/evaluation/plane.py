@@ -150,7 +150,7 @@ def _heatmap(result: dict, key: str, label: str, out: Path, title: str, labels=C
     if len(anchors) > 2:
         ax.scatter(anchors[2:, 0], anchors[2:, 1], s=70, marker="x", c="black", linewidths=2.5, zorder=4,
                    label=labels[1])
-    ax.set(xlabel="x (along $w_2 - w_1$)", ylabel=f"y (towards the {labels[1]})", title=title)
+    ax.set(xlabel="x (along $w_2 - w_1$)", ylabel=f"y (towards {labels[1]})", title=title)
     ax.legend(loc="best", fontsize=8, framealpha=0.6)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
