@@ -34,6 +34,9 @@ def test_cayley_menger_volume_matches_the_gram_determinant(n, scale):
     ours = math.sqrt(float(squared_volume(torch.from_numpy(points))))
     assert ours == pytest.approx(qr_volume(points), rel=1e-6)
     assert simplex_volume(torch.from_numpy(points)) == pytest.approx(ours, rel=1e-12)
+    # the training penalty's float32 Gram matrix (same float32 edges) stays within 1e-4
+    single = torch.from_numpy(points).float()
+    assert float(squared_volume(single, exact=False)) == pytest.approx(float(squared_volume(single)), rel=1e-4)
 
 
 def test_volume_of_known_simplexes():
