@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from modeconn.report.collect import method_option
+from modeconn.report.collect import mean_std_cell, method_option
 
 # Test error % of (deep ensemble, ESPRO) by number of members, read off the paper's figure (approximate).
 REFERENCE = {
@@ -25,15 +25,6 @@ METRICS = (("err %", lambda m: 100 - m["test_acc"], ".2f"), ("NLL", lambda m: m[
            ("ECE", lambda m: m["test_ece"], ".4f"))
 SIMPLEX_COLUMNS = ("base net", "max vertex", "centroid", "max sampled point", "volume")
 COMPLEX_COLUMNS = ("endpoints (mean)", "max centroid", "max sampled point", "max along mode 0 → mode 1", "barrier")
-
-
-def _cell(values, fmt: str = ".2f") -> str:
-    values = list(values)
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:{fmt}}"
-    return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"
 
 
 def simplex_setting(run: dict) -> tuple:
@@ -66,7 +57,7 @@ def _at(ensembles: list[dict], k: int) -> list[dict]:
 
 
 def _metric_cells(points: list[dict]) -> list[str]:
-    return [_cell([get(p) for p in points], fmt) for _, get, fmt in METRICS]
+    return [mean_std_cell([get(p) for p in points], fmt) for _, get, fmt in METRICS]
 
 
 def ensemble_markdown(runs: list[dict], key: tuple, setting: tuple[str, str]) -> list[str]:
@@ -87,7 +78,7 @@ def ensemble_markdown(runs: list[dict], key: tuple, setting: tuple[str, str]) ->
                    + " |" * (len(METRICS) + 1) + f" {len(equal)} |")
     budgets = [(name, [e["budget_epochs"] for e in group if "budget_epochs" in e])
                for name, group in (("deep ensemble", deep), ("ESPRO", espro), ("deep ensemble, equal cost", equal))]
-    out += ["", "Training budget (epochs): " + "; ".join(f"{n} {_cell(b, '.4g')}" for n, b in budgets if b) + "."]
+    out += ["", "Training budget (epochs): " + "; ".join(f"{n} {mean_std_cell(b, '.4g')}" for n, b in budgets if b) + "."]
     references = {k: v for k, v in REFERENCE.items() if k == setting} or REFERENCE
     out += ["", "| | members | deep ensemble err % | ESPRO err % |", "|---|---|---|---|"]
     for name, points in references.values():
@@ -113,7 +104,7 @@ def _rows(groups: dict, values, labels, formats: tuple[str, ...]) -> list[str]:
     out = []
     for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         v = np.array([values(run) for run in runs])
-        cells = [_cell(v[:, j], fmt) for j, fmt in enumerate(formats)]
+        cells = [mean_std_cell(v[:, j], fmt) for j, fmt in enumerate(formats)]
         out.append(f"| {labels(key, runs)} | " + " | ".join(cells) + f" | {len(runs)} |")
     return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from modeconn.results import FILENAME, read_results
 
 
@@ -27,3 +29,13 @@ def method_option(run: dict, key: str, default=None):
 
 def uses_pam(run: dict) -> bool:
     return bool((method_option(run, "pam") or {}).get("enabled", False))
+
+
+def mean_std_cell(values, fmt: str = ".2f") -> str:
+    """A table cell over seeds: the value itself for one run, "mean ± std" for several, "" for none."""
+    values = list(values)
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:{fmt}}"
+    return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from modeconn.report.collect import method_option, uses_pam
+from modeconn.report.collect import mean_std_cell, method_option, uses_pam
 
 COLUMNS = ("train_loss min", "train_loss max", "test_err min", "test_err max")
 ROWS = (("Single", "endpoints"), ("Line", "linear"), ("Bezier", "bezier"), ("Poly", "polychain"))
@@ -60,12 +60,6 @@ def curve_table(runs: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[
     return table
 
 
-def _cell(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
 def markdown(runs: list[dict]) -> str:
     out = []
     for (dataset, arch), rows in sorted(curve_table(runs).items()):
@@ -74,7 +68,7 @@ def markdown(runs: list[dict]) -> str:
         for row, _ in ROWS:
             if rows.get(row):
                 values = np.array(rows[row])
-                cells = [_cell(list(values[:, j]), 3 if j < 2 else 2) for j in range(4)]
+                cells = [mean_std_cell(values[:, j], ".3f" if j < 2 else ".2f") for j in range(4)]
                 out.append(f"| {row} | " + " | ".join(cells) + f" | {len(values)} |")
         reference = REFERENCE.get((dataset, arch))
         if reference:
@@ -106,13 +100,14 @@ def fge_markdown(runs: list[dict]) -> str:
             cells = []
             for b in budgets:
                 members = rows[row].get(b, [])
-                cells.append(f"{_cell([m['test_acc'] for m in members], 2)} / {_cell([m['test_nll'] for m in members], 4)}"
-                             if members else "")
+                acc = mean_std_cell([m['test_acc'] for m in members], '.2f')
+                nll = mean_std_cell([m['test_nll'] for m in members], '.4f')
+                cells.append(f"{acc} / {nll}" if members else "")
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         single = [m["baseline"] for by_budget in rows.get("FGE", {}).values() for m in by_budget]
         if single:
-            out.append(f"| Single | {_cell([m['test_acc'] for m in single], 2)} / "
-                       f"{_cell([m['test_nll'] for m in single], 4)} |" + " |" * (len(budgets) - 1))
+            out.append(f"| Single | {mean_std_cell([m['test_acc'] for m in single], '.2f')} / "
+                       f"{mean_std_cell([m['test_nll'] for m in single], '.4f')} |" + " |" * (len(budgets) - 1))
         reference = FGE_REFERENCE.get((dataset, arch))
         if reference:
             out += ["", "Paper (test acc %, budgets 1/2/3):", ""]

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from modeconn.report.collect import method_option, uses_pam
+from modeconn.report.collect import mean_std_cell, method_option, uses_pam
 
 # README of IBM/NeuronAlignment: test accuracy % (endpoint; then avg / min along the curve).
 REFERENCE = {
@@ -51,13 +51,6 @@ def collect(runs: list[dict]) -> dict:
     return table
 
 
-def _cell(values) -> str:
-    values = list(values)
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
-
-
 def markdown(runs: list[dict]) -> str:
     out = []
     for (dataset, arch), entry in sorted(collect(runs).items()):
@@ -67,18 +60,19 @@ def markdown(runs: list[dict]) -> str:
                 "| | avg along path | min along path | test-error barrier | runs |", "|---|---|---|---|---|"]
         if entry["endpoint"]:
             accs = entry["endpoint"].values()
-            out.append(f"| Endpoints | {_cell(accs)} | | | {len(accs)} |")
+            out.append(f"| Endpoints | {mean_std_cell(accs)} | | | {len(accs)} |")
         for label in CURVE_ORDER:
             rows = entry["curves"].get(label)
             if rows:
                 v = np.array(rows)
-                out.append(f"| Curve, {label} | {_cell(v[:, 0])} | {_cell(v[:, 1])} | | {len(v)} |")
+                out.append(f"| Curve, {label} | {mean_std_cell(v[:, 0])} | {mean_std_cell(v[:, 1])} | | {len(v)} |")
         for align in LINE_ALIGNS:
             rows = entry["lines"].get(align)
             if rows:
                 v = np.array(rows)
                 label = "unaligned" if align == "none" else f"aligned ({align})"
-                out.append(f"| Line, {label} | {_cell(v[:, 0])} | {_cell(v[:, 1])} | {_cell(v[:, 2])} | {len(v)} |")
+                cells = " | ".join(mean_std_cell(v[:, j]) for j in range(3))
+                out.append(f"| Line, {label} | {cells} | {len(v)} |")
         references = {k: v for k, v in REFERENCE.items() if k == (dataset, arch)} or REFERENCE
         out += ["", "Paper (CIFAR, test accuracy %: endpoint; curve avg / min):" if references is REFERENCE
                 else "Paper (same setting):", ""]
