@@ -28,7 +28,7 @@ def squared_volume(points: Tensor, exact: bool = True) -> Tensor:
     differentiable). One point has volume 0; coincident points give 0 up to rounding.
 
     `exact=False` forms the edges' Gram matrix in the points' own precision (float32, within
-    1e-4 relative in the tests), as the training penalty does every step to halve its cost;
+    1e-4 relative in the tests), as the training penalty does every step (a cheaper matmul);
     records and tests use float64 throughout."""
     n = points.shape[0]
     if n < 2:
