@@ -41,6 +41,12 @@ def run_config(tmp_path):
     return make
 
 
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """One endpoint store for a test module's runs: its endpoints are trained once."""
+    return tmp_path_factory.mktemp("store")
+
+
 def random_dataset(n: int = 300, n_test: int = 100, shape=(1, 40), seed: int = 0):
     """Random inputs and labels shaped like MNIST-1D: for protocol tests that need no learning."""
     from modeconn.data import Dataset

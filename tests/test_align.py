@@ -201,11 +201,6 @@ def test_matchers_find_more_overlap_than_chance_between_independent_nets():
         assert dist < dist0, method
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory):
-    """One endpoint store for the run tests: the mlp's endpoints are trained once."""
-    return tmp_path_factory.mktemp("align_store")
-
 
 @pytest.mark.parametrize(("arch", "align"), [("mlp", "weight"), ("convnet", "activation"), ("mlp", "ot")])
 def test_aligned_run_records_the_alignment(run_config, shared_store, arch, align):

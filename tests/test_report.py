@@ -99,3 +99,29 @@ def test_benton_tables_average_seeds_and_show_the_paper():
     assert "| 3 vertices | 7.50 ± 0.50 | 8.50 ± 0.50 | 7.00 ± 0.50 | 9.00 ± 0.50 | 1 ± 0.5 | 2 |" in text
     assert "| 2 / 1 | 8.50 ± 0.50 | 9.50 ± 0.50 | 11.00 ± 0.00 | 13.00 ± 1.00 | 3.00 ± 0.00 | 2 |" in text
     assert report([_path_run("bezier", 0), _path_run("linear", 0)]) == ""
+
+
+def _kuditipudi_run(seed, dropout, variant="dropout"):
+    curve = [{"keep": 0.5, "typical": 0.4 + seed / 10}, {"keep": 0.9, "typical": 0.3}]
+    return {"status": "ok", "dataset": "fashion_mnist", "arch": "mlp", "method": "dropout", "align": "none",
+            "seed": seed, "config": {"arch": {"params": {"dropout": dropout}}},
+            "endpoints": [{"key": f"{dropout}-{seed}-a"}, {"key": f"{dropout}-{seed}-b"}],
+            "epsilon": 0.1, "bound": 0.4 + seed / 10, "summary": {"test_err": {"max": 12.0}},
+            "line": {"summary": {"train_nll": {"max": 2.0 + seed}}},
+            "dropout": {"variant": variant, "segments": 9 if variant == "dropout" else 5,
+                        "endpoints": [{"train_nll": 0.3}, {"train_nll": 0.3 + seed / 10}],
+                        "max_train_nll": 0.35, "bound_holds": True, "stability": [curve, curve]}}
+
+
+def test_kuditipudi_tables_group_by_training_dropout_and_variant():
+    from modeconn.report.kuditipudi import markdown
+    runs = [_kuditipudi_run(0, 0.5), _kuditipudi_run(1, 0.5), _kuditipudi_run(0, 0.5, "noise"),
+            _kuditipudi_run(0, 0.0, "noise"), _path_run("bezier", 0)]
+    text = markdown(runs)
+    assert text.count("### Kuditipudi et al. 2019: fashion_mnist / mlp") == 1
+    assert ("| 0.5, dropout | 9 | 0.3500 ± 0.0500 | 0.1000 ± 0.0000 | 0.4500 ± 0.0500 | 0.3500 ± 0.0000 | "
+            "2.5000 ± 0.5000 | 12.00 ± 0.00 | 2/2 | 2 |") in text
+    assert "| 0, noise | 5 | 0.3000 |" in text
+    # four distinct endpoints at keep 0.5 (the noise run of seed 0 shares the dropout run's)
+    assert "| 0.5 | 0.450 ± 0.050 | 0.300 ± 0.000 |" in text
+    assert "VGG-11" in text and markdown([_path_run("bezier", 0)]) == ""

@@ -157,10 +157,6 @@ def test_volume_weight_is_lambda_over_the_log_volume_of_random_networks(spro_ctx
     assert volume_weight(spro_ctx, 3, 0.0) == 0.0
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory):
-    return tmp_path_factory.mktemp("simplex_store")
-
 
 def test_espro_run_records_the_simplex_and_the_ensembles(run_config, shared_store):
     results = run(run_config("dataset=digits", "method=simplex", "method.components=2", "method.samples=3",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modeconn.evaluation.metrics import METRICS
+from modeconn.paths.dropout import SEGMENT_KINDS
 
 FILENAME = "results.json"
 REQUIRED_KEYS = ("dataset", "arch", "method", "align", "seed", "config", "status", "timing", "endpoints")
@@ -97,4 +98,24 @@ def validate(results: dict) -> list[str]:
                 problems += [f"ensemble.{name} lacks {k}" for k in ENSEMBLE_KEYS if k not in ensemble[name]]
     if "simplex" in results:
         problems += [f"simplex lacks {k}" for k in SIMPLEX_KEYS if k not in results["simplex"]]
+    if "segments" in results:
+        problems += _segment_problems(results)
+    return problems
+
+
+def _segment_problems(results: dict) -> list[str]:
+    """Kuditipudi's constructed path: consecutive segments covering the path's t, each with a
+    known kind (function-preserving ones with their measured logit change), and eps and the bound."""
+    problems = [f"missing key {k}" for k in ("epsilon", "bound") if k not in results]
+    segments = results["segments"]
+    for i, seg in enumerate(segments):
+        if seg.get("kind") not in SEGMENT_KINDS:
+            problems.append(f"segments[{i}] has kind {seg.get('kind')!r}")
+        if seg.get("start") != i or seg.get("end") != i + 1:
+            problems.append(f"segments[{i}] spans {seg.get('start')}..{seg.get('end')}, not {i}..{i + 1}")
+        if seg.get("kind") == "function_preserving" and "max_logit_change" not in seg:
+            problems.append(f"segments[{i}] lacks max_logit_change")
+    t = results.get("path", {}).get("t", [])
+    if t and (t[0] != 0 or t[-1] != len(segments)):
+        problems.append(f"path t runs {t[0]}..{t[-1]}, the segments 0..{len(segments)}")
     return problems

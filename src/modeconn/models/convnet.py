@@ -1,7 +1,8 @@
 """A small CNN for quick CPU experiments (Fashion-MNIST, MNIST-1D, digits).
 
 Stage ``i`` is ``features[i]`` = conv3x3 (pad 1) (+ ``bn``) + ``relu`` (+ ``pool``,
-a 2x max-pool kept only while the spatial size is >= 2). The head flattens
+a 2x max-pool kept only while the spatial size is >= 2) (+ ``dropout``: channel
+dropout, which drops the units Kuditipudi et al.'s dropout stability counts). The head flattens
 (default) or global-average-pools, then an optional hidden Linear (``hidden``)
 and the ``classifier``. With ``channels=[32, 32, 32], bias=False, hidden=0`` it
 is the three-conv-layer net Kuditipudi et al. 2019 use for dropout paths.
@@ -18,7 +19,8 @@ from modeconn.models.layers import conv_ops, kaiming_fan_out_
 
 class ConvNet(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-                 bias: bool = True, batchnorm: bool = False, hidden: int = 128, global_pool: bool = False):
+                 bias: bool = True, batchnorm: bool = False, hidden: int = 128, global_pool: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
         in_ch, ops, spatial = conv_ops(input_shape)
         if not channels:
@@ -32,6 +34,8 @@ class ConvNet(nn.Module):
             if spatial.can_halve():
                 parts["pool"] = ops.max_pool(2)
                 spatial.pool()
+            if dropout > 0:
+                parts["dropout"] = ops.dropout(dropout)
             stages.append(nn.Sequential(parts))
             in_ch = int(out_ch)
         self.features = nn.Sequential(*stages)
@@ -46,6 +50,8 @@ class ConvNet(nn.Module):
         if hidden:
             head["linear"] = nn.Linear(flat, hidden, bias=bias)
             head["relu"] = nn.ReLU()
+            if dropout > 0:
+                head["dropout"] = nn.Dropout(dropout)
             flat = hidden
         self.head = nn.Sequential(head)
         self.classifier = nn.Linear(flat, num_classes, bias=bias)
@@ -56,6 +62,6 @@ class ConvNet(nn.Module):
 
 
 def convnet(input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64), bias: bool = True,
-            batchnorm: bool = False, hidden: int = 128, global_pool: bool = False) -> ConvNet:
+            batchnorm: bool = False, hidden: int = 128, global_pool: bool = False, dropout: float = 0.0) -> ConvNet:
     return ConvNet(input_shape, num_classes, channels=channels, bias=bias, batchnorm=batchnorm,
-                   hidden=hidden, global_pool=global_pool)
+                   hidden=hidden, global_pool=global_pool, dropout=dropout)

@@ -40,11 +40,12 @@ class ConvOps:
     bn: type[nn.Module]
     max_pool: type[nn.Module]
     global_pool: type[nn.Module]  # adaptive average pool; call with output_size=1
+    dropout: type[nn.Module]      # channel dropout (whole feature maps)
 
 
 _OPS = {
-    1: ConvOps(1, nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
-    2: ConvOps(2, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+    1: ConvOps(1, nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d, nn.Dropout1d),
+    2: ConvOps(2, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout2d),
 }
 
 

@@ -46,10 +46,16 @@ class BezierPath(CurvePath):
         return self.binomial * t ** self.powers * (1 - t) ** (n - self.powers)
 
 
+def hat_coefficients(s: torch.Tensor, count: int) -> torch.Tensor:
+    """Piecewise-linear weights of ``count`` knots at 0, 1, ..., count - 1 at position ``s``:
+    max(0, 1 - |s - k|); exactly one knot has weight 1 at an integer ``s``."""
+    k = torch.arange(count, dtype=s.dtype, device=s.device)
+    return torch.clamp(1 - torch.abs(s - k), min=0)
+
+
 class PolyChainPath(CurvePath):
     """Piecewise linear through the bends: hat coefficients max(0, 1 - |t(K-1) - k|)."""
 
     def coefficients(self, coords: torch.Tensor) -> torch.Tensor:
         t = coords.reshape(-1)[0].to(self.fixed)
-        k = torch.arange(self.num_bends, dtype=t.dtype, device=t.device)
-        return torch.clamp(1 - torch.abs(t * (self.num_bends - 1) - k), min=0)
+        return hat_coefficients(t * (self.num_bends - 1), self.num_bends)

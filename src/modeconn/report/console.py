@@ -19,6 +19,14 @@ def run_table(results: dict, results_path: str) -> str:
         rows.append(f"{'barrier':<26}{summary['barrier']['test_err']:>12.2f}"
                     f"{summary['barrier']['test_nll']:>10.4f}{summary['barrier']['train_loss']:>12.4f}")
         rows.append(f"path length {summary['length']:.3f}")
+    dropout = results.get("dropout")
+    if dropout:
+        line = results.get("line", {}).get("summary", {}).get("train_nll", {}).get("max")
+        rows.append(f"train NLL: path max {dropout['max_train_nll']:.4f} <= bound {results['bound']:.4f} "
+                    f"(max(L_A, L_B) + eps, eps {results['epsilon']:.4f}): {dropout['bound_holds']}"
+                    + (f"; straight line max {line:.4f}" if line is not None else ""))
+        rows.append(f"{dropout['segments']} segments ({dropout['variant']}, keep {dropout['keep']}, "
+                    f"{dropout['hidden_layers']} hidden layers)")
     simplex = results.get("simplex")
     if simplex:
         rows.append(f"{'simplex vertices (max)':<26}{max(simplex['vertex_test_err']):>12.2f}")
