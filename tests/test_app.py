@@ -100,3 +100,22 @@ def test_every_wandb_sweep_spec_composes_and_has_its_experiment(spec):
         overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in zip(grid, combo)]
         cfg = compose_config(*overrides)
         assert cfg.method.name in grid["method"]
+
+
+def test_sweep_jobs_with_long_override_lists_get_short_distinct_dirs(tmp_path):
+    from modeconn.app import MAX_DIRNAME, short_dirname
+    long = ",".join(f"method.option_{i}=value_{i}" for i in range(20))
+    assert short_dirname("seed=1") == "seed=1"
+    assert len(short_dirname(long).encode()) <= MAX_DIRNAME and short_dirname(long).startswith(long[:50])
+    assert short_dirname(long) != short_dirname(long + "x")
+    # end to end: a multirun whose override list alone is longer than a file name may be
+    overrides = [
+        "dataset.train_size=300", "dataset=digits", "method=linear", "method.points=3", "trainer=smoke", "logger=none", "seed=0",
+        "endpoint.momentum=0.9", "endpoint.schedule=garipov", "endpoint.batch_size=128", "eval.batch_size=2048",
+        "eval.bn_batch_size=128", "arch.params.width=16", "arch.params.depth=1", "arch.params.bias=true",
+        "arch.params.batchnorm=false", "arch.params.dropout=0.0", "dataset.test_size=200", "arch.lr=0.05"]
+    assert len(",".join(overrides)) > 255
+    proc = _cli("-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (job,) = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.startswith("0_")]
+    assert len(job.name) <= MAX_DIRNAME + 2 and validate(read_results(job)) == []

@@ -4,6 +4,7 @@ config ─► data ─► endpoints (store) ─► path ─► evaluate ─► r
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -27,6 +28,19 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Bad input, reported as one line instead of a traceback.
 USER_ERRORS = (DatasetNotFound, IncompatibleCheckpoint, CorruptEntry)
 log = logging.getLogger("modeconn")
+MAX_DIRNAME = 120
+
+
+def short_dirname(name: str) -> str:
+    """A sweep job's directory name from its overrides, cut to fit file systems' 255-byte
+    limit (a long override list would otherwise fail the job): the start, then a hash of all."""
+    if len(name.encode()) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name.encode()[:MAX_DIRNAME - 11].decode(errors='ignore')}-{digest}"
+
+
+OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
 def device_for(cfg: DictConfig) -> torch.device:
