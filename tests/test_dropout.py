@@ -179,6 +179,7 @@ def test_stability_curve_and_search_order_their_draws():
     ma, mb, record = search_path_masks(losses, chain, states, 0.5, draws=5, starts=[0, 1],
                                        generator=torch.Generator().manual_seed(0))
     assert record["best_gap"] <= record["typical_gap"] and record["draws"] == 5
+    assert record["train_nll"] == [losses(s) for s in states]   # the runner reuses these
     gap = max(max(losses.suffixes(s, chain, m, 0.5, [0, 1])) - losses(s) for s, m in zip(states, (ma, mb)))
     assert gap == pytest.approx(record["best_gap"])
     assert all(not set(p.tolist()) & set(q.tolist()) for p, q in zip(ma, mb))

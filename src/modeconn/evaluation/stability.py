@@ -51,8 +51,9 @@ def stability_curve(losses: Losses, chain: UnitChain, state, keeps: Sequence[flo
 def search_path_masks(losses: Losses, chain: UnitChain, states: Sequence, keep: float, draws: int,
                       starts: Sequence[int], generator: torch.Generator,
                       progress: bool = False) -> tuple[Masks, Masks, dict]:
-    """Complementary kept sets for A and B (B keeps units A drops) minimising the larger of the
-    two nets' gaps max_i L(theta_i) - L over ``starts``; and the search's record."""
+    """Disjoint kept sets for A and B (B keeps only units A drops) minimising the larger of the
+    two nets' gaps max_i L(theta_i) - L over ``starts``; and the search's record (with each
+    net's loss on the search examples, ``train_nll``)."""
     bases = [losses(s) for s in states]
     best, gaps = None, []
     for _ in tqdm(range(draws), desc="searching dropout masks", disable=not progress, leave=False):
@@ -62,6 +63,6 @@ def search_path_masks(losses: Losses, chain: UnitChain, states: Sequence, keep: 
         gaps.append(gap)
         if best is None or gap < best[0]:
             best = (gap, masks)
-    record = {"draws": draws, "samples": int(losses.x.shape[0]), "best_gap": float(best[0]),
+    record = {"draws": draws, "samples": int(losses.x.shape[0]), "train_nll": bases, "best_gap": float(best[0]),
               "typical_gap": float(np.median(gaps))}
     return best[1][0], best[1][1], record

@@ -145,12 +145,6 @@ class UnitChain:
         if layer.bias:
             state[layer.bias][rows] = bias
 
-    def clear_rows(self, state: dict[str, torch.Tensor], j: int, rows: torch.Tensor) -> None:
-        layer = self.layers[j]
-        state[layer.weight][rows] = 0
-        if layer.bias:
-            state[layer.bias][rows] = 0
-
     def top(self, state: Mapping[str, torch.Tensor], cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The output layer's weights from the last hidden layer's units ``cols``, and its bias."""
         w = state[self.top_weight].index_select(1, expand(cols, self.layers[-1].block))

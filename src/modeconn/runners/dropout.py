@@ -1,7 +1,7 @@
 """Kuditipudi et al. 2019: dropout stability of two endpoints and the path it guarantees.
 
 `method=dropout` measures each endpoint's loss against the keep probability
-(`dropout.stability`), searches complementary kept sets for the path, measures
+(`dropout.stability`), searches disjoint kept sets for the path, measures
 eps (the larger of the two nets' dropout-stability gaps over the dropped-out
 versions the path visits, on all training data), builds the constructed path
 (paths/dropout.py) and evaluates it on the usual protocol with every segment
@@ -45,11 +45,11 @@ def run_dropout(ctx: RunContext) -> None:
         masks_a, masks_b, search_record = search_path_masks(search, chain, states, keep, int(m.draws), starts,
                                                             generator, progress)
         nets = []
-        for state, masks in zip(states, (masks_a, masks_b)):
-            base = full(state)
+        for i, (state, masks) in enumerate(zip(states, (masks_a, masks_b))):
+            base = ctx.record.data["endpoints"][i]["train_nll"]   # the protocol's, on all training data
             dropped = full.suffixes(state, chain, masks, keep, starts)
-            nets.append({"train_nll": base, "subset_train_nll": search(state),
-                         "dropped_train_nll": dict(zip([str(i) for i in starts], dropped)),
+            nets.append({"train_nll": base, "subset_train_nll": search_record["train_nll"][i],
+                         "dropped_train_nll": dict(zip([str(start) for start in starts], dropped)),
                          "epsilon": max(0.0, max(dropped) - base),
                          "kept": [int(len(mask)) for mask in masks]})
     epsilon = max(n["epsilon"] for n in nets)
