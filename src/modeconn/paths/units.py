@@ -74,8 +74,9 @@ class UnitChain:
                 raise NotAChain(
                     f"method=dropout needs a feed-forward net of Linear/Conv, ReLU, pooling and dropout layers "
                     f"(rescaling a unit by 1/keep must pass through every layer); {name or 'the model'} is "
-                    f"{type(module).__name__}" + (" (mlp, convnet and vgg16 build without it: arch.params.batchnorm=false)"
-                                                  if isinstance(module, nn.modules.batchnorm._BatchNorm) else ""))
+                    f"{type(module).__name__}"
+                    + (" (mlp, convnet and vgg16 build without it: arch.params.batchnorm=false)"
+                       if isinstance(module, nn.modules.batchnorm._BatchNorm) else ""))
         try:
             spec = permutation_spec(model, input_shape)
         except UnsupportedGraph as error:
