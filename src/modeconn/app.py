@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.paths import ParameterSpace
 from modeconn.report.console import run_table
+from modeconn.resume import finished
 from modeconn.results import RunRecord
 from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
@@ -79,7 +80,12 @@ def _in_multirun() -> bool:
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point (`modeconn`, `python -m modeconn`). In a multirun a failed job
-    is recorded as failed and the sweep goes on; a single run exits non-zero."""
+    is recorded as failed and the sweep goes on; a single run exits non-zero. A multirun job
+    that already finished with the same config (a re-run sweep) is skipped (``resume=false`` re-runs)."""
+    earlier = _finished_job(cfg)
+    if earlier is not None:
+        log.info("job already done (results.json ok, same config): skipped; resume=false re-runs it")
+        return _objective(earlier)
     try:
         results = run(cfg)
     except USER_ERRORS as error:
@@ -94,4 +100,15 @@ def main(cfg: DictConfig) -> float | None:
             return None
         raise
     print(run_table(results, str(Path(cfg.output_dir) / "results.json")))
+    return _objective(results)
+
+
+def _finished_job(cfg: DictConfig) -> dict | None:
+    if not (_in_multirun() and cfg.resume):
+        return None
+    return finished(cfg.output_dir, OmegaConf.to_container(cfg, resolve=True))
+
+
+def _objective(results: dict) -> float | None:
+    """What a job returns to the sweeper: the test-error barrier, when the method has a path."""
     return results["summary"]["barrier"]["test_err"] if "summary" in results else None
