@@ -1,5 +1,8 @@
 """modeconn-report: Garipov's tables from results.json files."""
 import json
+from pathlib import Path
+
+import pytest
 
 from modeconn.report.cli import main
 from modeconn.report.garipov import curve_table
@@ -125,3 +128,123 @@ def test_kuditipudi_tables_group_by_training_dropout_and_variant():
     # four distinct endpoints at keep 0.5 (the noise run of seed 0 shares the dropout run's)
     assert "| 0.5 | 0.450 ± 0.050 | 0.300 ± 0.000 |" in text
     assert "VGG-11" in text and markdown([_path_run("bezier", 0)]) == ""
+
+
+def test_table_renders_markdown_latex_and_numeric_csv_with_paper_rows():
+    import csv
+    import io
+
+    from modeconn.report.table import Table, render
+    table = Table("Curves: cifar10 / vgg16_bn", ["test_err max", "seeds"])
+    table.add("Bezier", ["7.50 ± 0.25", 3])
+    table.add("Bezier", [7.75], paper=True)
+    table.notes.append("Budget 100% of a model.")
+    md = render([table], "md")
+    assert "| Bezier | 7.50 ± 0.25 | 3 |" in md and "| Bezier (paper) | 7.75 | |" in md and "Budget 100%" in md
+    tex = render([table], "tex")
+    assert r"\caption{Curves: cifar10 / vgg16\_bn}" in tex and r"7.50 $\pm$ 0.25" in tex and r"100\%" in tex
+    assert tex.count(r"\midrule") == 2       # the paper's rows are ruled off from the measured ones
+    rows = list(csv.DictReader(io.StringIO(render([table], "csv"))))
+    assert rows[0]["test_err max mean"] == "7.50" and rows[0]["test_err max std"] == "0.25"
+    assert rows[1]["source"] == "paper" and rows[1]["test_err max mean"] == "7.75" and rows[1]["test_err max std"] == ""
+    with pytest.raises(ValueError, match="3 cells for 2 columns"):
+        table.add("too long", [1, 2, 3])
+
+
+def test_older_markdown_reports_become_tables():
+    """A paper module that still returns markdown (report(runs) -> str) gets LaTeX and CSV too."""
+    from modeconn.report.benton import report
+    from modeconn.report.table import as_tables
+    runs = [_benton_run("simplex", 0), _benton_run("simplex", 1), _benton_run("complex", 0)]
+    tables = as_tables(report(runs))
+    titles = [t.title for t in tables]
+    assert any(t.startswith("ESPRO") for t in titles) and any("Mode-connecting complex" in t for t in titles)
+    espro = next(t for t in tables if t.title.startswith("ESPRO"))
+    assert espro.columns[0] == "deep ensemble err %" and espro.rows[0].label == "1"
+    assert "Training budget (epochs)" in " ".join(espro.notes)
+    paper = [r for t in tables for r in t.rows if r.paper]
+    assert paper and all(r.label.startswith("paper") for r in paper)
+
+
+def test_report_writes_every_format_and_the_dashboard(tmp_path):
+    for i, run in enumerate([_path_run("linear", 0), _path_run("bezier", 0), _path_run("bezier", 1)]):
+        (tmp_path / "runs" / f"r{i}").mkdir(parents=True)
+        (tmp_path / "runs" / f"r{i}" / "results.json").write_text(json.dumps(run))
+    assert main([str(tmp_path / "runs"), "--paper", "garipov2018", "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "dashboard.html", "garipov2018.csv", "garipov2018.md", "garipov2018.tex"]
+    assert r"\begin{tabular}" in (tmp_path / "out" / "garipov2018.tex").read_text()
+
+
+class _FakeFile:
+    def __init__(self, text):
+        self.text = text
+
+    def download(self, root, replace=False):
+        path = Path(root) / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.text)
+        return open(path)
+
+
+class _FakeRun:
+    def __init__(self, name, results):
+        self.name, self.results = name, results
+        self.path, self.group, self.url = ["team", "proj", name], "garipov2018/cifar10/vgg16", f"https://x/{name}"
+
+    def file(self, name):
+        if self.results is None:
+            raise ValueError(f"{name} not found")
+        return _FakeFile(json.dumps(self.results))
+
+
+class _FakeApi:
+    """wandb.Api's surface that the loader uses: runs(path, filters) -> runs with file(name).download(root)."""
+
+    def __init__(self, runs):
+        self._runs, self.asked = runs, []
+
+    def runs(self, path, filters=None):
+        self.asked.append((path, filters))
+        return self._runs
+
+
+def test_wandb_runs_load_as_the_same_records(tmp_path, capsys):
+    from modeconn.report.garipov import curve_table
+    from modeconn.report.wandb_source import load_wandb_runs
+    local = [_path_run("linear", 0), _path_run("bezier", 0)]
+    failed = {**_path_run("bezier", 1), "status": "failed"}
+    api = _FakeApi([_FakeRun("a", local[0]), _FakeRun("b", local[1]), _FakeRun("c", failed), _FakeRun("old", None)])
+    runs = load_wandb_runs("team/proj", api=api)
+    assert api.asked == [("team/proj", {"state": "finished"})]
+    assert [r["method"] for r in runs] == ["linear", "bezier"] and runs[0]["_wandb"]["path"] == "team/proj/a"
+    assert "1 W&B run(s) in team/proj have no results.json" in capsys.readouterr().err
+    assert curve_table(runs) == curve_table(local)      # the tables see the same records as from disk
+    with pytest.raises(ValueError, match="ENTITY/PROJECT"):
+        load_wandb_runs("proj", api=api)
+
+
+def test_dashboard_shows_every_method_path_barrier_ensemble_and_plane(tmp_path):
+    import numpy as np
+
+    from modeconn.report.dashboard import dashboard_html, plane_files
+
+    def with_path(run, peak):
+        t = [0.0, 0.5, 1.0]
+        run["path"] = {"t": t, "test_err": [6.0, peak, 7.0], "train_loss": [0.2, peak / 10, 0.25]}
+        run["summary"]["barrier"]["train_loss"] = 0.1
+        return run
+    bezier = with_path(_path_run("bezier", 0), 9.0)
+    bezier["_file"] = str(tmp_path / "results.json")
+    bezier["plane"] = {"files": ["plane.npz", "plane_test_err.png"]}
+    np.savez(tmp_path / "plane.npz", xs=np.linspace(0, 1, 3), ys=np.linspace(0, 1, 3), test_err=np.ones((3, 3)),
+             train_loss=np.ones((3, 3)), anchors_xy=np.zeros((3, 2)), curve_xy=np.zeros((5, 2)))
+    aligned = {**with_path(_path_run("linear", 0), 20.0), "align": "activation"}
+    runs = [with_path(_path_run("linear", 0), 30.0), aligned, bezier, _ensemble_run("fge", 2, 74.0)]
+    assert plane_files(bezier) == [tmp_path / "plane.npz"]
+    page = dashboard_html(runs)
+    for label in ("linear (1 seeds)", "linear+activation (1 seeds)", "bezier (1 seeds)", "fge: 1 run"):
+        assert label in page
+    assert "rendering 4 figures" in page      # cifar10 / vgg16: path, barriers, plane; cifar100 / vgg16: ensembles
+    import re
+    assert not re.search(r"<script[^>]*\bsrc=", page) and "Plotly.newPlot" in page   # plotly.js inline: opens offline

@@ -51,7 +51,7 @@ def test_submitit_local_sweep_trains_each_endpoint_once_and_reports(tmp_path):
     table = (out / "garipov2018.md").read_text()
     assert "| Line |" in table and "| Bezier |" in table and "| 2 |" in table   # two seeds a row
     html = (out / "dashboard.html").read_text()
-    assert "bezier" in html and "linear" in html and "cdn." not in html
+    assert "bezier (2 seeds)" in html and "linear (2 seeds)" in html and "<script src=" not in html
 
 
 def test_killed_sweep_rerun_completes_only_the_missing_jobs(tmp_path):

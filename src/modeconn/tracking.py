@@ -60,17 +60,37 @@ def wandb_mode(configured: str | None) -> str:
     return "online" if has_key else "offline"
 
 
+def paper_of_run() -> str:
+    """The experiment (paper table) this job belongs to, "adhoc" outside one."""
+    from hydra.core.hydra_config import HydraConfig
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get("experiment") or "adhoc"
+    return "adhoc"
+
+
+def run_labels(cfg, paper: str) -> dict:
+    """W&B group, tags, job type and name: a workspace grouped by ``group`` puts one paper's
+    setting (dataset / arch) together; ``job_type`` (the method) and ``align-*`` tags split
+    it by method, so the runs of several seeds of one method fall into one line."""
+    return {"group": cfg.logger.group or f"{paper}/{cfg.dataset.name}/{cfg.arch.name}",
+            "tags": [f"paper-{paper}", cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}",
+                     *cfg.logger.tags],
+            "job_type": f"{cfg.method.name}-{cfg.align.name}",
+            "name": f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}"}
+
+
 class WandbTracker(Tracker):
+    """One W&B run per job; at the end its results.json is uploaded with it, so that
+    `modeconn-report --wandb ENTITY/PROJECT` reads the same records as from disk."""
+
     def __init__(self, cfg, out_dir: Path):
         import wandb
         self.wandb = wandb
+        self.out_dir = Path(out_dir)
         log_cfg = cfg.logger
-        choices = [cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}"]
         self.run = wandb.init(
             project=log_cfg.project, entity=log_cfg.entity, mode=wandb_mode(log_cfg.mode),
-            group=log_cfg.group or f"{cfg.dataset.name}-{cfg.arch.name}",
-            tags=[*choices, *log_cfg.tags], job_type=cfg.method.name,
-            name=f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}", dir=str(out_dir),
+            **run_labels(cfg, paper_of_run()), dir=str(out_dir),
             config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
         )
 
@@ -92,6 +112,9 @@ class WandbTracker(Tracker):
         self.run.log({name: self.wandb.Image(str(path))})
 
     def finish(self):
+        results = self.out_dir / "results.json"
+        if results.exists():
+            self.run.save(str(results), base_path=str(self.out_dir), policy="now")
         self.run.finish()
 
 
