@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 from modeconn.resume import finished
 from modeconn.results import read_results, validate
@@ -105,3 +107,42 @@ def test_only_an_ok_job_with_the_same_config_counts_as_done(tmp_path):
     (tmp_path / "results.json").write_text('{"status": "ok", "conf')   # a torn file never counts
     assert finished(tmp_path, config) is None
     assert finished(tmp_path / "absent", config) is None
+
+
+def test_launcher_configs_give_one_device_per_job(monkeypatch):
+    """slurm_gpu is submitit_slurm with one GPU a job; local_parallel is joblib; on a host with
+    several GPUs job k of a multirun takes GPU k mod their count."""
+    from hydra import compose, initialize_config_dir
+
+    from modeconn import app
+    with initialize_config_dir(config_dir=str(app.CONFIG_DIR), version_base="1.3"):
+        slurm = compose("config", overrides=["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu"],
+                        return_hydra_config=True).hydra.launcher
+        joblib = compose("config", overrides=["hydra/launcher=local_parallel"], return_hydra_config=True).hydra.launcher
+        local = compose("config", overrides=["hydra/launcher=submitit_local"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.gpus_per_node == 1 and slurm.tasks_per_node == 1
+    assert slurm.partition == "gpu"
+    assert joblib._target_.endswith("JoblibLauncher") and joblib.n_jobs == 2
+    assert local._target_.endswith("LocalLauncher")
+
+    class Job:
+        def __init__(self, num):
+            self.job = type("J", (), {"num": num})
+    monkeypatch.setattr(app, "_in_multirun", lambda: True)
+    gpus = []
+    for num in range(5):
+        monkeypatch.setattr(app.HydraConfig, "get", staticmethod(lambda num=num: Job(num)))
+        gpus.append(app.job_gpu(2))
+    assert gpus == [0, 1, 0, 1, 0] and app.job_gpu(1) == 0
+    monkeypatch.setattr(app, "_in_multirun", lambda: False)
+    assert app.job_gpu(4) == 0          # a single run uses the first GPU (multi-GPU through trainer.devices)
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _sweep("hydra/launcher=local_parallel", *SMOKE, "method=linear", "seed=0,1", f"hydra.sweep.dir={sweep}",
+                  home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _jobs(sweep)
+    assert len(jobs) == 2 and all(r["status"] == "ok" for r in jobs.values())

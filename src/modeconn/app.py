@@ -45,7 +45,17 @@ OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
 def device_for(cfg: DictConfig) -> torch.device:
-    return torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+    if cfg.trainer.accelerator != "gpu":
+        return torch.device("cpu")
+    return torch.device("cuda", job_gpu(torch.cuda.device_count()))
+
+
+def job_gpu(count: int) -> int:
+    """One device per sweep job: job k of a multirun uses GPU k mod ``count``, so parallel jobs
+    on one multi-GPU host (joblib) spread over its GPUs; a SLURM job sees only its own (0)."""
+    if count <= 1 or not _in_multirun():
+        return 0
+    return HydraConfig.get().job.num % count
 
 
 def run(cfg: DictConfig) -> dict:
@@ -57,6 +67,8 @@ def run(cfg: DictConfig) -> dict:
     tracker = None
     try:
         device = device_for(cfg)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
         with record.stage("data"):
             data = load_dataset(cfg.dataset, device)
         tracker = make_tracker(cfg, out_dir)
