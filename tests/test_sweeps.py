@@ -146,3 +146,16 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = _jobs(sweep)
     assert len(jobs) == 2 and all(r["status"] == "ok" for r in jobs.values())
+
+
+def test_a_failed_job_is_recorded_and_the_sweep_goes_on_and_reruns_it(tmp_path):
+    sweep, home = tmp_path / "sweep", tmp_path / "home"
+    args = (*SMOKE, "method=ensemble", "method.members=0,1", f"hydra.sweep.dir={sweep}")
+    proc = _sweep(*args, home=home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failed, ok = (r for _, r in sorted(_jobs(sweep).items()))
+    assert failed["status"] == "failed" and "method.members must be >= 1" in failed["error"] and validate(failed) == []
+    assert ok["status"] == "ok"
+    rerun = _sweep(*args, home=home)
+    assert (rerun.stdout + rerun.stderr).count("skipped") == 1          # the ok job only; the failed one runs again
+    assert "method.members must be >= 1" in rerun.stdout + rerun.stderr

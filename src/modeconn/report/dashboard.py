@@ -160,7 +160,7 @@ def plane_figure(path: Path, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=anchors[:, 0], y=anchors[:, 1], mode="markers", name="anchors",
                                  marker={"color": "white", "size": 9, "line": {"color": "black", "width": 2}},
                                  showlegend=col == 1), row=1, col=col)
-    fig.update_layout(title=title, height=420)
+    fig.update_layout(title=title, height=460, legend={"orientation": "h", "y": -0.12})
     return fig
 
 
