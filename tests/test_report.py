@@ -248,3 +248,26 @@ def test_dashboard_shows_every_method_path_barrier_ensemble_and_plane(tmp_path):
     assert "rendering 4 figures" in page      # cifar10 / vgg16: path, barriers, plane; cifar100 / vgg16: ensembles
     import re
     assert not re.search(r"<script[^>]*\bsrc=", page) and "Plotly.newPlot" in page   # plotly.js inline: opens offline
+
+
+def test_wandb_report_compares_methods_per_setting(tmp_path, monkeypatch, capsys):
+    """Built offline (saving needs a login): a section per setting, its runs filtered to it and
+    grouped by job type (method-align), bars of the summaries the jobs log."""
+    from modeconn.report import wandb_dashboard
+    report = wandb_dashboard.comparison_report("team", "proj", [("cifar10", "vgg16"), ("digits", "mlp")])
+    grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
+    assert len(grids) == 2 and report.entity == "team" and report.project == "proj"
+    runset = grids[0].runsets[0]
+    assert runset.groupby == ["JobType"] and runset.project == "proj"
+    assert runset.filters == """Config("dataset.name") == 'cifar10' and Config("arch.name") == 'vgg16'"""
+    metrics = [m for p in grids[0].panels for m in getattr(p, "metrics", [])]
+    assert "barrier/test_err" in metrics and "ensemble/test_acc" in metrics
+
+    saved = []
+    monkeypatch.setattr(type(report), "save", lambda self, **kw: saved.append(self) or self)
+    monkeypatch.setattr(type(report), "url", property(lambda self: "https://wandb.ai/team/proj/reports/x"),
+                        raising=False)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(_path_run("bezier", 0)))
+    assert main([str(tmp_path / "r"), "--wandb-report", "team/proj", "--paper", "garipov2018"]) == 0
+    assert len(saved) == 1 and "W&B report: https://wandb.ai/team/proj/reports/x" in capsys.readouterr().out

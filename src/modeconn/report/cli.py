@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         help="write <paper>.md/.tex/.csv and dashboard.html into this directory")
     parser.add_argument("--no-dashboard", action="store_true", help="tables only")
+    parser.add_argument("--wandb-report", metavar="ENTITY/PROJECT",
+                        help="also save a W&B report comparing the methods of these runs' settings (needs a login)")
     args = parser.parse_args(argv)
     if not args.dirs and not args.wandb:
         parser.error("give run/sweep directories, --wandb ENTITY/PROJECT, or both")
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         from modeconn.report.dashboard import write_dashboard
         page = write_dashboard(runs, args.out / "dashboard.html")
         print(f"dashboard: {page} (open it in a browser; no server needed)")
+    if args.wandb_report:
+        from modeconn.report.wandb_dashboard import save_comparison_report
+        print(f"W&B report: {save_comparison_report(args.wandb_report, runs)}")
     return 0
 
 
