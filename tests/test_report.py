@@ -144,9 +144,12 @@ def test_table_renders_markdown_latex_and_numeric_csv_with_paper_rows():
     tex = render([table], "tex")
     assert r"\caption{Curves: cifar10 / vgg16\_bn}" in tex and r"7.50 $\pm$ 0.25" in tex and r"100\%" in tex
     assert tex.count(r"\midrule") == 2       # the paper's rows are ruled off from the measured ones
-    rows = list(csv.DictReader(io.StringIO(render([table], "csv"))))
-    assert rows[0]["test_err max mean"] == "7.50" and rows[0]["test_err max std"] == "0.25"
-    assert rows[1]["source"] == "paper" and rows[1]["test_err max mean"] == "7.75" and rows[1]["test_err max std"] == ""
+    rows = list(csv.DictReader(io.StringIO(render([table, table], "csv"))))
+    assert len(rows) == 2 * 3            # long format: one line per non-empty cell, every table in one schema
+    assert rows[0] == {"table": table.title, "source": "measured", "row": "Bezier", "column": "test_err max",
+                       "value": "7.50 ± 0.25", "mean": "7.50", "std": "0.25"}
+    assert rows[1]["column"] == "seeds" and rows[1]["mean"] == "3"
+    assert rows[2]["source"] == "paper" and rows[2]["mean"] == "7.75" and rows[2]["std"] == ""
     with pytest.raises(ValueError, match="3 cells for 2 columns"):
         table.add("too long", [1, 2, 3])
 

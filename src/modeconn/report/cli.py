@@ -41,14 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modeconn-report: no results.json with status ok in {sources}", file=sys.stderr)
         return 2
     for paper in args.paper or sorted(PAPERS):
-        tables = as_tables(PAPERS[paper](runs))
+        made = PAPERS[paper](runs)
+        tables = as_tables(made)
         if not tables:
             continue
-        print(render(tables, "md"))
+        # an older module's own markdown is kept as it wrote it; LaTeX and CSV come from its parsed tables
+        texts = {fmt: made if fmt == "md" and isinstance(made, str) else render(tables, fmt) for fmt in FORMATS}
+        print(texts["md"])
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            for fmt in FORMATS:
-                (args.out / f"{paper}.{fmt}").write_text(render(tables, fmt))
+            for fmt, text in texts.items():
+                (args.out / f"{paper}.{fmt}").write_text(text)
     if args.out and not args.no_dashboard:
         from modeconn.report.dashboard import write_dashboard
         page = write_dashboard(runs, args.out / "dashboard.html")

@@ -62,25 +62,31 @@ class Table:
         out.append(r"\end{table}")
         return "\n".join(out) + "\n"
 
-    def to_csv(self) -> str:
-        """One line per row, the paper's rows included (`source` says which is which); a column
-        whose cells are "mean ± std" becomes two numeric columns, "<column> mean" and "<column> std"."""
-        split = [any(" ± " in r.cells[j] for r in self.rows) for j in range(len(self.columns))]
-        header = [h for column, two in zip(self.columns, split) for h in ((f"{column} mean", f"{column} std")
-                                                                            if two else (column,))]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["table", "source", self.corner or "row", *header])
+    def csv_rows(self) -> list[list[str]]:
+        """Long format, one line per cell, so that every table of every paper shares one schema
+        (pandas: ``pivot`` on row/column): the cell as printed, and its mean and std as numbers
+        where it is "mean ± std" or a single number."""
+        out = []
         for row in self.rows:
-            cells = [c for cell, two in zip(row.cells, split) for c in (_mean_std(cell) if two else (cell,))]
-            writer.writerow([self.title, "paper" if row.paper else "measured", row.label, *cells])
-        return buffer.getvalue()
+            for column, cell in zip(self.columns, row.cells):
+                if cell != "":
+                    out.append([self.title, "paper" if row.paper else "measured", row.label, column, cell,
+                                *_mean_std(cell)])
+        return out
+
+
+CSV_HEADER = ["table", "source", "row", "column", "value", "mean", "std"]
 
 
 def _mean_std(cell: str) -> tuple[str, str]:
-    """"1.2 ± 0.3" -> ("1.2", "0.3"); a single value has no spread to report ("1.2", "")."""
-    mean, _, std = cell.partition(" ± ")
-    return mean.strip(), std.strip()
+    """"1.2 ± 0.3" -> ("1.2", "0.3"); "1.2" -> ("1.2", ""); text -> ("", "")."""
+    mean, _, std = (part.strip() for part in cell.partition(" ± "))
+    try:
+        float(mean)
+        float(std or 0)
+    except ValueError:
+        return "", ""
+    return mean, std
 
 
 def _pipe_row(cells) -> str:
@@ -110,7 +116,9 @@ def render(tables: list[Table], fmt: str) -> str:
     if fmt == "tex":
         return "% needs \\usepackage{booktabs}\n" + "\n".join(t.to_latex() for t in tables)
     if fmt == "csv":
-        return "".join(t.to_csv() for t in tables)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([CSV_HEADER, *(line for t in tables for line in t.csv_rows())])
+        return buffer.getvalue()
     raise ValueError(f"format {fmt!r}: choose md, tex or csv")
 
 
