@@ -89,19 +89,22 @@ def _benton_run(method, seed, **values):
 
 
 def test_benton_tables_average_seeds_and_show_the_paper():
-    from modeconn.report.benton import markdown, report
+    from modeconn.report.benton import markdown, tables
     runs = [_benton_run("simplex", 0), _benton_run("simplex", 1), _benton_run("complex", 0), _benton_run("complex", 1),
             _path_run("bezier", 0)]
     text = markdown(runs)
-    assert "## Benton et al. 2021 — cifar10 / vgg16" in text and text.count("## Benton") == 1
+    assert text.count("### Benton et al. 2021 — cifar10 / vgg16") == 3      # ESPRO, simplex, complex
     assert "| 1 | 7.00 ± 0.00 | 0.5500 ± 0.0500 | 0.0200 ± 0.0000 | 6.50 ± 0.00 |" in text
     assert "| 2 | 6.50 ± 0.00 | 0.5500 ± 0.0500 | 0.0200 ± 0.0000 | 5.50 ± 0.50 |" in text
     assert "| deep ensemble, equal cost (6 members) | 5.50 ± 0.00 | 0.4000 ± 0.0000 |" in text
     assert "deep ensemble 10 ± 0; ESPRO 30 ± 0; deep ensemble, equal cost 30 ± 0." in text
-    assert "| paper (CIFAR-10 VGG16, approx.) | 1 | 6.95 | 6.6 |" in text and "CIFAR-100" not in text
+    # the paper's points beside, in the error columns (it reports the error only)
+    assert "| 1 (paper) | 6.95 | | | 6.6 | | | |" in text and "CIFAR-100" not in text
     assert "| 3 vertices | 7.50 ± 0.50 | 8.50 ± 0.50 | 7.00 ± 0.50 | 9.00 ± 0.50 | 1 ± 0.5 | 2 |" in text
     assert "| 2 / 1 | 8.50 ± 0.50 | 9.50 ± 0.50 | 11.00 ± 0.00 | 13.00 ± 1.00 | 3.00 ± 0.00 | 2 |" in text
-    assert report([_path_run("bezier", 0), _path_run("linear", 0)]) == ""
+    assert tables([_path_run("bezier", 0), _path_run("linear", 0)]) == []
+    other = [{**r, "dataset": "mnist"} for r in runs[:2]]      # no matching setting: every reference as a note
+    assert "CIFAR-100 VGG16: 1: 28.2 / 26.5" in markdown(other) and "(paper)" not in markdown(other)
 
 
 def _kuditipudi_run(seed, dropout, variant="dropout"):
@@ -121,7 +124,7 @@ def test_kuditipudi_tables_group_by_training_dropout_and_variant():
     runs = [_kuditipudi_run(0, 0.5), _kuditipudi_run(1, 0.5), _kuditipudi_run(0, 0.5, "noise"),
             _kuditipudi_run(0, 0.0, "noise"), _path_run("bezier", 0)]
     text = markdown(runs)
-    assert text.count("### Kuditipudi et al. 2019: fashion_mnist / mlp") == 1
+    assert text.count("### Kuditipudi et al. 2019: fashion_mnist / mlp, the constructed path") == 1
     assert ("| 0.5, dropout | 9 | 0.3500 ± 0.0500 | 0.1000 ± 0.0000 | 0.4500 ± 0.0500 | 0.3500 ± 0.0000 | "
             "2.5000 ± 0.5000 | 12.00 ± 0.00 | 2/2 | 2 |") in text
     assert "| 0, noise | 5 | 0.3000 |" in text
@@ -154,19 +157,43 @@ def test_table_renders_markdown_latex_and_numeric_csv_with_paper_rows():
         table.add("too long", [1, 2, 3])
 
 
-def test_older_markdown_reports_become_tables():
+OLD_STYLE = """## Someone et al. 2020 — cifar10 / vgg16
+
+### Their table
+
+| method | err % | runs |
+|---|---|---|
+| Arc | 3.10 ± 0.20 | 2 |
+| Linear | 4.90 ± 0.10 | 2 |
+
+Budget: 1 model.
+
+Paper, same setting:
+
+| | err % | |
+|---|---|---|
+| paper (MNIST, approx.) | 3.1 | |
+"""
+
+
+def test_older_markdown_reports_become_tables(tmp_path, monkeypatch):
     """A paper module that still returns markdown (report(runs) -> str) gets LaTeX and CSV too."""
-    from modeconn.report.benton import report
+    from modeconn.report import cli
     from modeconn.report.table import as_tables
-    runs = [_benton_run("simplex", 0), _benton_run("simplex", 1), _benton_run("complex", 0)]
-    tables = as_tables(report(runs))
-    titles = [t.title for t in tables]
-    assert any(t.startswith("ESPRO") for t in titles) and any("Mode-connecting complex" in t for t in titles)
-    espro = next(t for t in tables if t.title.startswith("ESPRO"))
-    assert espro.columns[0] == "deep ensemble err %" and espro.rows[0].label == "1"
-    assert "Training budget (epochs)" in " ".join(espro.notes)
-    paper = [r for t in tables for r in t.rows if r.paper]
-    assert paper and all(r.label.startswith("paper") for r in paper)
+    tables = as_tables(OLD_STYLE)
+    assert [t.title for t in tables] == ["Their table", "Their table: Paper, same setting"]
+    assert tables[0].columns == ["err %", "runs"] and tables[0].corner == "method"
+    assert [(r.label, r.cells, r.paper) for r in tables[0].rows] == [("Arc", ["3.10 ± 0.20", "2"], False),
+                                                                     ("Linear", ["4.90 ± 0.10", "2"], False)]
+    assert tables[0].notes == ["Budget: 1 model."] and tables[1].rows[0].paper
+
+    monkeypatch.setitem(cli.PAPERS, "someone2020", lambda runs: OLD_STYLE)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(_path_run("linear", 0)))
+    assert cli.main([str(tmp_path / "r"), "--paper", "someone2020", "--out", str(tmp_path / "out"), "--no-dashboard"]) == 0
+    assert (tmp_path / "out" / "someone2020.md").read_text() == OLD_STYLE      # its own markdown, untouched
+    assert r"Arc & 3.10 $\pm$ 0.20 & 2" in (tmp_path / "out" / "someone2020.tex").read_text()
+    assert "Their table,measured,Linear,err %,4.90 ± 0.10,4.90,0.10" in (tmp_path / "out" / "someone2020.csv").read_text()
 
 
 def test_report_writes_every_format_and_the_dashboard(tmp_path):
