@@ -301,3 +301,9 @@ def test_wandb_report_compares_methods_per_setting(tmp_path, monkeypatch, capsys
     (tmp_path / "r" / "results.json").write_text(json.dumps(_path_run("bezier", 0)))
     assert main([str(tmp_path / "r"), "--wandb-report", "team/proj", "--paper", "garipov2018"]) == 0
     assert len(saved) == 1 and "W&B report: https://wandb.ai/team/proj/reports/x" in capsys.readouterr().out
+
+
+def test_a_lead_in_without_a_table_stays_a_note():
+    from modeconn.report.table import as_tables
+    (table,) = as_tables("### T\n\n| | a |\n|---|---|\n| x | 1 |\n\nPaper (CIFAR):\n\n- cifar10: 89.0\n")
+    assert table.title == "T" and table.notes == ["Paper (CIFAR):", "- cifar10: 89.0"]

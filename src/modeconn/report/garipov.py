@@ -118,6 +118,5 @@ def tables(runs: list[dict]) -> list[Table]:
     return curve_tables(runs) + fge_tables(runs)
 
 
-def report(runs: list[dict]) -> str:
-    """The tables as markdown."""
+def markdown(runs: list[dict]) -> str:
     return render(tables(runs), "md")

@@ -138,12 +138,15 @@ def tables_from_markdown(text: str) -> list[Table]:
     ending in ":" just before it); other text becomes the notes of the table above."""
     tables: list[Table] = []
     heading, lead, lines = "", "", text.splitlines()
+
+    def note(line: str) -> None:       # text belongs to the table above it, under the same heading
+        if tables and tables[-1].title.startswith(heading or "table"):
+            tables[-1].notes.append(line)
+
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("#"):
-            heading, lead = line.lstrip("#").strip(), ""
-        elif _PIPE.match(line):
+        if _PIPE.match(line):
             block = []
             while i < len(lines) and _PIPE.match(lines[i]):
                 block.append(_cells(lines[i]))
@@ -158,12 +161,18 @@ def tables_from_markdown(text: str) -> list[Table]:
             tables.append(table)
             lead = ""
             continue
+        if lead and line.strip():      # a lead-in that no table followed is text
+            note(lead)
+            lead = ""
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        elif line.rstrip().endswith(":"):
+            lead = line.strip()
         elif line.strip():
-            if line.rstrip().endswith(":"):
-                lead = line.strip()
-            elif tables and tables[-1].title.startswith(heading or "table"):
-                tables[-1].notes.append(line.strip())
+            note(line.strip())
         i += 1
+    if lead:
+        note(lead)
     return tables
 
 
