@@ -292,6 +292,8 @@ def test_wandb_report_compares_methods_per_setting(tmp_path, monkeypatch, capsys
     assert runset.filters == """Config("dataset.name") == 'cifar10' and Config("arch.name") == 'vgg16'"""
     metrics = [m for p in grids[0].panels for m in getattr(p, "metrics", [])]
     assert "barrier/test_err" in metrics and "ensemble/test_acc" in metrics
+    lines = [p for p in grids[0].panels if type(p).__name__ == "LinePlot"]
+    assert [(p.x, p.y) for p in lines] == [("along/t", ["along/test_err"]), ("along/t", ["along/train_loss"])]
 
     saved = []
     monkeypatch.setattr(type(report), "save", lambda self, **kw: saved.append(self) or self)

@@ -46,3 +46,11 @@ def test_wandb_runs_are_grouped_by_paper_setting_and_tagged_by_method(run_config
     assert labels["tags"] == ["paper-tatro2020", "digits", "mlp", "bezier", "align-activation", "mine"]
     assert labels["name"] == "bezier-activation-s2"
     assert run_labels(run_config("logger=wandb", "logger.group=g"), "adhoc")["group"] == "g"
+
+
+def test_the_profile_is_history_against_its_own_x_axis():
+    """W&B overlays (and averages per group) line plots of history, not of custom charts."""
+    from modeconn.tracking import profile_steps
+    steps = profile_steps({"t": [0.0, 0.5, 1.0], "test_err": [5, 9, 6]})
+    assert steps == [{"along/t": 0.0, "along/test_err": 5.0}, {"along/t": 0.5, "along/test_err": 9.0},
+                     {"along/t": 1.0, "along/test_err": 6.0}]

@@ -46,6 +46,15 @@ class CsvTracker(Tracker):
             writer.writerows(zip(*(profile[k] for k in keys)))
 
 
+ALONG_X = "along/t"
+
+
+def profile_steps(profile: dict[str, list[float]]) -> list[dict[str, float]]:
+    """One W&B history row per grid point: ``along/<metric>`` at ``along/t``."""
+    keys = list(profile)
+    return [{f"along/{k}": float(v) for k, v in zip(keys, row)} for row in zip(*(profile[k] for k in keys))]
+
+
 def wandb_mode(configured: str | None) -> str:
     """online when an API key is configured, offline otherwise; WANDB_MODE or the config wins."""
     if configured:
@@ -104,6 +113,12 @@ class WandbTracker(Tracker):
         self.run.log({"path/table": table})
         for metric in keys[1:]:
             self.run.log({f"path/{metric}": self.wandb.plot.line(table, "t", metric, title=f"{metric} along the path")})
+        # The same profile as history against its own x axis, so that W&B line plots overlay
+        # the runs of a group and average a method's seeds (the report's "along the path" panels).
+        self.run.define_metric(ALONG_X)
+        self.run.define_metric("along/*", step_metric=ALONG_X)
+        for step in profile_steps(profile):
+            self.run.log(step)
 
     def log_summary(self, values):
         self.run.summary.update(values)
