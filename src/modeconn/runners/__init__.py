@@ -13,12 +13,14 @@ RUNNERS: dict[str, Callable[[RunContext], None]] = {}
 from modeconn.runners.dropout import run_dropout  # noqa: E402
 from modeconn.runners.ensemble import run_ensemble, run_fge  # noqa: E402
 from modeconn.runners.simplex import run_complex, run_simplex  # noqa: E402
+from modeconn.runners.toy import run_toy  # noqa: E402
 
 RUNNERS["fge"] = run_fge
 RUNNERS["ensemble"] = run_ensemble
 RUNNERS["simplex"] = run_simplex
 RUNNERS["complex"] = run_complex
 RUNNERS["dropout"] = run_dropout
+RUNNERS["toy"] = run_toy
 
 
 def runner_for(method: str) -> Callable[[RunContext], None]:
