@@ -125,3 +125,31 @@ def test_kuditipudi_tables_group_by_training_dropout_and_variant():
     # four distinct endpoints at keep 0.5 (the noise run of seed 0 shares the dropout run's)
     assert "| 0.5 | 0.450 ± 0.050 | 0.300 ± 0.000 |" in text
     assert "VGG-11" in text and markdown([_path_run("bezier", 0)]) == ""
+
+
+def test_fort_tables_from_real_runs(run_config, tmp_path):
+    """Every Fort table appears with the measured values of the runs it is built from."""
+    from modeconn.app import run
+    from modeconn.report import fort
+    store = tmp_path / "store"
+    runs = []
+    for i, overrides in enumerate([
+        ("method=toy", "method.optima.runs=6", "method.connect.pairs=1", "method.cuts.dims=[20]",
+         "method.cuts.radii=[2.0,20.0]", "method.cuts.count=4", "method.radius.steps=50"),
+        ("dataset=digits", "method=subspace", "method.grid=2", "method.points=3"),
+        ("dataset=digits", "method=cut", "method.dim=10"),
+        ("dataset=digits", "method=cut", "method.dim=10", "method.radius_scale=2"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.01"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.1"),
+    ]):
+        cfg = run_config(*overrides, store=store)
+        cfg.output_dir = str(tmp_path / f"run{i}")
+        runs.append(run(cfg))
+    text = fort.report(runs)
+    assert "## The wedge model" in text and "| 20 |" in text
+    subspace = runs[1]["subspace"]
+    assert f"| digits / mlp | 3 | {max(subspace['optima_test_err']):.2f} | {subspace['subspace_test_err_max']:.2f}" in text
+    assert "one optimum neighbourhood" in text
+    assert "| x1 |" in text and "| x2 |" in text and f"{runs[3]['cut']['test_err']:.2f}" in text
+    assert "How far training travels" in text and "| 0.01 |" in text and "| 0.1 |" in text
+    assert fort.report([]) == ""
