@@ -101,6 +101,12 @@ def cuts_markdown(runs: list[dict]) -> list[str]:
     return out
 
 
+def _numeric_key(item) -> tuple:
+    """Sort settings by name, then numerically (width 128 before 1024); missing values first."""
+    return tuple((0, x) if isinstance(x, (int, float)) else (1, str(x)) if x is not None else (-1, "")
+                 for x in item[0])
+
+
 def radius_markdown(runs: list[dict]) -> list[str]:
     groups = defaultdict(list)
     for r in runs:
@@ -115,7 +121,7 @@ def radius_markdown(runs: list[dict]) -> list[str]:
     rows = [[f"{d} / {a}", f"{lr:g}", f"{wd:g}", str(width), mean_std_cell([e["init_radius"] for e in es], ".1f"),
              mean_std_cell([e["radius"] for e in es], ".1f"), mean_std_cell([e["distance_from_init"] for e in es], ".1f"),
              mean_std_cell([e["test_err"] for e in es])]
-            for (d, a, lr, wd, width), es in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
+            for (d, a, lr, wd, width), es in sorted(groups.items(), key=_numeric_key)]
     return out + _table(["setting", "lr", "L2", "width", "initial radius", "final radius", "distance travelled",
                          "test err %"], rows) + [""]
 
