@@ -56,7 +56,8 @@ class RandomCut(Path):
         self.z = nn.Parameter(torch.zeros(dim))
 
     def vector(self, coords: torch.Tensor | None = None) -> torch.Tensor:
-        # E z as a scatter of the non-zeros: O(nnz) each way, where torch.sparse.mm costs ~50x more on CPU.
+        # E z as a scatter of the non-zeros: O(nnz) each way; torch.sparse.mm costs 4.5x more on CPU
+        # (benchmarks/cut_step.py).
         return self.anchor.index_add(0, self.rows, self.values * self.z[self.cols])
 
     def sample_coords(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
