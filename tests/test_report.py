@@ -309,3 +309,31 @@ def test_a_lead_in_without_a_table_stays_a_note():
     from modeconn.report.table import as_tables
     (table,) = as_tables("### T\n\n| | a |\n|---|---|\n| x | 1 |\n\nPaper (CIFAR):\n\n- cifar10: 89.0\n")
     assert table.title == "T" and table.notes == ["Paper (CIFAR):", "- cifar10: 89.0"]
+
+
+def test_fort_tables_from_real_runs(run_config, tmp_path):
+    """Every Fort table appears with the measured values of the runs it is built from."""
+    from modeconn.app import run
+    from modeconn.report import fort
+    store = tmp_path / "store"
+    runs = []
+    for i, overrides in enumerate([
+        ("method=toy", "method.optima.runs=6", "method.connect.pairs=1", "method.cuts.dims=[20]",
+         "method.cuts.radii=[2.0,20.0]", "method.cuts.count=4", "method.radius.steps=50"),
+        ("dataset=digits", "method=subspace", "method.grid=2", "method.points=3"),
+        ("dataset=digits", "method=cut", "method.dim=10"),
+        ("dataset=digits", "method=cut", "method.dim=10", "method.radius_scale=2"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.01"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.1"),
+    ]):
+        cfg = run_config(*overrides, store=store)
+        cfg.output_dir = str(tmp_path / f"run{i}")
+        runs.append(run(cfg))
+    text = fort.report(runs)
+    assert "## The wedge model" in text and "| 20 |" in text
+    subspace = runs[1]["subspace"]
+    assert f"| digits / mlp | 3 | {max(subspace['optima_test_err']):.2f} | {subspace['subspace_test_err_max']:.2f}" in text
+    assert "one optimum neighbourhood" in text
+    assert "| x1 |" in text and "| x2 |" in text and f"{runs[3]['cut']['test_err']:.2f}" in text
+    assert "How far training travels" in text and "| 0.01 |" in text and "| 0.1 |" in text
+    assert fort.report([]) == ""
