@@ -329,11 +329,11 @@ def test_fort_tables_from_real_runs(run_config, tmp_path):
         cfg = run_config(*overrides, store=store)
         cfg.output_dir = str(tmp_path / f"run{i}")
         runs.append(run(cfg))
-    text = fort.report(runs)
+    text = fort.markdown(runs)
     assert "## The wedge model" in text and "| 20 |" in text
     subspace = runs[1]["subspace"]
     assert f"| digits / mlp | 3 | {max(subspace['optima_test_err']):.2f} | {subspace['subspace_test_err_max']:.2f}" in text
     assert "one optimum neighbourhood" in text
     assert "| x1 |" in text and "| x2 |" in text and f"{runs[3]['cut']['test_err']:.2f}" in text
     assert "How far training travels" in text and "| 0.01 |" in text and "| 0.1 |" in text
-    assert fort.report([]) == ""
+    assert fort.markdown([]) == ""

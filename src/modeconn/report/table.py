@@ -99,7 +99,8 @@ def _paper_label(row: Row) -> str:
 
 TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-TEX_SYMBOLS = {"±": r"$\pm$", "→": r"$\to$", "λ": r"$\lambda$", "≤": r"$\le$", "—": "---", "−": "-"}
+TEX_SYMBOLS = {"±": r"$\pm$", "→": r"$\to$", "λ": r"$\lambda$", "≤": r"$\le$", "≥": r"$\ge$", "×": r"$\times$",
+               "²": r"$^2$", "—": "---", "−": "-"}
 
 
 def _tex(text: str) -> str:
