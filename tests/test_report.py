@@ -337,3 +337,6 @@ def test_fort_tables_from_real_runs(run_config, tmp_path):
     assert "| x1 |" in text and "| x2 |" in text and f"{runs[3]['cut']['test_err']:.2f}" in text
     assert "How far training travels" in text and "| 0.01 |" in text and "| 0.1 |" in text
     assert fort.markdown([]) == ""
+    from modeconn.report.dashboard import dashboard_html
+    page = dashboard_html(runs)
+    assert "Random cuts: test error reached" in page and "cut at radius x2" in page

@@ -1,5 +1,5 @@
 """A static HTML page comparing methods, one section per (dataset, arch): error and loss
-along the path, barriers, ensembles against their members, and the planes/slices.
+along the path, barriers, ensembles against their members, random cuts, and the planes/slices.
 
 plotly.js is embedded once in the page, so it opens from disk with no server and no
 network (clusters and laptops offline). Every figure shows one trace per method (method,
@@ -130,6 +130,27 @@ def ensemble_figure(methods: dict[str, list[dict]], colours: dict[str, str]) -> 
     return fig
 
 
+def cuts_figure(methods: dict[str, list[dict]]) -> go.Figure | None:
+    """Fort & Jastrzebski's random cuts: test error reached against the cut's dimension, one
+    line per anchor radius (mean ± std over seeds)."""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for runs in methods.values():
+        for run in runs:
+            if "cut" in run:
+                cells[run["cut"]["radius_scale"]][run["cut"]["dim"]].append(run["cut"]["test_err"])
+    if not cells:
+        return None
+    fig = go.Figure()
+    for i, (scale, points) in enumerate(sorted(cells.items())):
+        dims = sorted(points)
+        fig.add_trace(go.Scatter(x=dims, y=[np.mean(points[d]) for d in dims], mode="lines+markers",
+                                 name=f"cut at radius x{scale:g}", line={"color": PALETTE[i % len(PALETTE)]},
+                                 error_y={"type": "data", "array": [np.std(points[d]) for d in dims]}))
+    fig.update_layout(title="Random cuts: test error reached vs the cut's dimension, per anchor radius", height=400,
+                      xaxis={"title": "cut dimension d", "type": "log"}, yaxis_title="test error, %")
+    return fig
+
+
 def plane_files(run: dict) -> list[Path]:
     """The .npz planes/slices a run wrote beside its results.json (none for W&B-loaded runs)."""
     if "_file" not in run:
@@ -175,7 +196,8 @@ def dashboard_html(runs: list[dict], title: str = "modeconn: methods compared") 
             f'<li class="method" style="border-color:{colours[label]}">{html.escape(label)}: '
             f'{len(runs_)} run{"s" if len(runs_) > 1 else ""} (seeds {", ".join(str(r["seed"]) for r in runs_)})</li>'
             for label, runs_ in methods.items()) + "</ul>")
-        figures = [path_figure(methods, colours), barrier_figure(methods, colours), ensemble_figure(methods, colours)]
+        figures = [path_figure(methods, colours), barrier_figure(methods, colours), ensemble_figure(methods, colours),
+                   cuts_figure(methods)]
         for label, runs_ in methods.items():
             for path in plane_files(runs_[0])[:2]:
                 figures.append(plane_figure(path, f"{label}, seed {runs_[0]['seed']}: {path.stem}"))
