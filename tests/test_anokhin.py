@@ -204,3 +204,38 @@ def test_wa_segments_and_bfly_segments_count_the_layers():
         _, _, bfly, _, _ = layerwise(arch, "bfly")
         assert wa.segments == layers and bfly.segments == layers - 1
         assert len(wa.describe()) == layers and len(bfly.describe()) == layers - 1
+
+
+# ---- runs -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,align,arch", [("arc", "none", "mlp"), ("arc", "ot", "mlp"), ("wa", "ot", "mlp"),
+                                               ("bfly", "none", "mlp"), ("wa", "none", "convnet")])
+def test_runs_record_the_connection_and_end_at_the_endpoints(run_config, shared_store, method, align, arch):
+    from modeconn.app import run
+    from modeconn.results import validate
+    extra = ["arch.params.channels=[4,6]", "arch.params.hidden=8"] if arch == "convnet" else ["arch.params.width=32"]
+    results = run(run_config("dataset=digits", f"method={method}", f"align={align}", f"arch={arch}", *extra,
+                             "method.points=5" if method == "arc" else "method.points_per_segment=3",
+                             *([] if method == "arc" else ["method.fit_samples=400", "method.fit_rows=3000"]),
+                             store=shared_store))
+    assert results["status"] == "ok" and validate(results) == []
+    section, profile = results["anokhin"], results["path"]
+    assert section["method"] == method and section["align"] == align
+    assert ("neuron matching (OT)" in section["cost"]) == (align == "ot")
+    for end, i in ((0, 0), (-1, 1)):   # the path's ends are the endpoints, as the protocol measures them
+        assert profile["test_err"][end] == pytest.approx(results["endpoints"][i]["test_err"], abs=1e-9)
+    if method != "arc":
+        assert section["fit_samples"] == 400
+        assert profile["t"][-1] == section["segments_count"] == len(section["segments"])
+    if align == "ot":
+        assert results["alignment"]["method"] == "ot"
+
+
+def test_a_batchnorm_net_is_refused_before_training(run_config, tmp_path):
+    from modeconn.app import run
+    from modeconn.results import read_results
+    cfg = run_config("dataset=digits", "method=wa", "arch.params.batchnorm=true", store=tmp_path / "s")
+    with pytest.raises(NotAChain, match="method=wa .*batchnorm=false"):
+        run(cfg)
+    results = read_results(cfg.output_dir)
+    assert results["status"] == "failed" and "batchnorm=false" in results["error"]
+    assert not (tmp_path / "s" / "endpoints").exists() or not any((tmp_path / "s" / "endpoints").iterdir())

@@ -22,6 +22,8 @@ PATH_KEYS = ("t", *METRICS)
 SUMMARY_STATS = ("start", "end", "min", "max", "avg", "int")
 ENSEMBLE_KEYS = ("members", "test_acc", "test_nll", "test_ece", "test_brier")
 SIMPLEX_KEYS = ("vertices", "volume", "vertex_test_err", "centroid_test_err")
+ANOKHIN_KEYS = ("method", "align", "hidden_layers", "connect", "cost")
+LAYERWISE_KEYS = ("fit_samples", "ridge", "segments_count", "segments")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -100,6 +102,27 @@ def validate(results: dict) -> list[str]:
         problems += [f"simplex lacks {k}" for k in SIMPLEX_KEYS if k not in results["simplex"]]
     if "segments" in results:
         problems += _segment_problems(results)
+    if "anokhin" in results:
+        problems += _anokhin_problems(results)
+    return problems
+
+
+def _anokhin_problems(results: dict) -> list[str]:
+    """Anokhin & Yarotsky's connections: the connection and its cost; the layer-wise ones (WA,
+    B-fly) with their fitting data and one record per segment covering the path's t."""
+    section = results["anokhin"]
+    problems = [f"anokhin lacks {k}" for k in ANOKHIN_KEYS if k not in section]
+    if section.get("method") in ("wa", "bfly"):
+        problems += [f"anokhin lacks {k}" for k in LAYERWISE_KEYS if k not in section]
+        segments = section.get("segments", [])
+        if len(segments) != section.get("segments_count"):
+            problems.append(f"anokhin has {len(segments)} segments, segments_count {section.get('segments_count')}")
+        for i, seg in enumerate(segments):
+            if seg.get("start") != i or seg.get("end") != i + 1:
+                problems.append(f"anokhin.segments[{i}] spans {seg.get('start')}..{seg.get('end')}, not {i}..{i + 1}")
+        t = results.get("path", {}).get("t", [])
+        if t and segments and (t[0] != 0 or t[-1] != len(segments)):
+            problems.append(f"path t runs {t[0]}..{t[-1]}, the segments 0..{len(segments)}")
     return problems
 
 

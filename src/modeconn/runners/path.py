@@ -22,15 +22,21 @@ def run_path(ctx: RunContext) -> None:
             from modeconn.training.path_trainer import train_path
             with ctx.record.stage("train_path"):
                 train_path(path, ctx)
+    evaluate_and_record(ctx, path)
+    if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
+        with ctx.record.stage("plane"):
+            write_plane(path, endpoints, ctx)
+
+
+def evaluate_and_record(ctx: RunContext, path) -> tuple[dict, dict]:
+    """The protocol along ``path``'s grid: results.json's `path` and `summary`, the picture, the tracker."""
+    cfg = ctx.cfg
     with ctx.record.stage("evaluate"):
         profile, summary = evaluate_path(path, ctx.model, ctx.data, progress=cfg.trainer.progress,
                                          **ctx.eval_kwargs())
     ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
     picture = plot_profile(profile, ctx.out_dir / "path.png",
                            title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
-    if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
-        with ctx.record.stage("plane"):
-            write_plane(path, endpoints, ctx)
     ctx.tracker.log_profile(profile)
     ctx.tracker.log_image("path/picture", picture)
     ctx.tracker.log_summary({
@@ -39,6 +45,7 @@ def run_path(ctx: RunContext) -> None:
         **{f"endpoint{i}/{k}": v for i, e in enumerate(ctx.record.data["endpoints"])
            for k, v in e.items() if k not in ("key", "cached")},
     })
+    return profile, summary
 
 
 def write_plane(path, endpoints, ctx: RunContext) -> None:
