@@ -207,15 +207,19 @@ def test_wa_segments_and_bfly_segments_count_the_layers():
 
 
 # ---- runs -----------------------------------------------------------------------------------------
+LATENT = ("arc", "gauss", "flow")
+
+
 @pytest.mark.parametrize("method,align,arch", [("arc", "none", "mlp"), ("arc", "ot", "mlp"), ("wa", "ot", "mlp"),
-                                               ("bfly", "none", "mlp"), ("wa", "none", "convnet")])
+                                               ("bfly", "none", "mlp"), ("wa", "none", "convnet"),
+                                               ("gauss", "ot", "mlp"), ("gauss", "none", "convnet")])
 def test_runs_record_the_connection_and_end_at_the_endpoints(run_config, shared_store, method, align, arch):
     from modeconn.app import run
     from modeconn.results import validate
     extra = ["arch.params.channels=[4,6]", "arch.params.hidden=8"] if arch == "convnet" else ["arch.params.width=32"]
     results = run(run_config("dataset=digits", f"method={method}", f"align={align}", f"arch={arch}", *extra,
-                             "method.points=5" if method == "arc" else "method.points_per_segment=3",
-                             *([] if method == "arc" else ["method.fit_samples=400", "method.fit_rows=3000"]),
+                             "method.points=5" if method in LATENT else "method.points_per_segment=3",
+                             *([] if method in LATENT else ["method.fit_samples=400", "method.fit_rows=3000"]),
                              store=shared_store))
     assert results["status"] == "ok" and validate(results) == []
     section, profile = results["anokhin"], results["path"]
@@ -223,7 +227,7 @@ def test_runs_record_the_connection_and_end_at_the_endpoints(run_config, shared_
     assert ("neuron matching (OT)" in section["cost"]) == (align == "ot")
     for end, i in ((0, 0), (-1, 1)):   # the path's ends are the endpoints, as the protocol measures them
         assert profile["test_err"][end] == pytest.approx(results["endpoints"][i]["test_err"], abs=1e-9)
-    if method != "arc":
+    if method not in LATENT:
         assert section["fit_samples"] == 400
         assert profile["t"][-1] == section["segments_count"] == len(section["segments"])
     if align == "ot":
@@ -239,3 +243,61 @@ def test_a_batchnorm_net_is_refused_before_training(run_config, tmp_path):
     results = read_results(cfg.output_dir)
     assert results["status"] == "failed" and "batchnorm=false" in results["error"]
     assert not (tmp_path / "s" / "endpoints").exists() or not any((tmp_path / "s" / "endpoints").iterdir())
+
+
+# ---- the latent space: Gaussianisation and the flow ----------------------------------------------
+def test_gaussianisation_round_trips_and_maps_the_samples_to_normal_quantiles():
+    from modeconn.paths.latent import Gaussianizer
+    g = torch.Generator().manual_seed(0)
+    samples = torch.cat([torch.rand(500, 3, generator=g) ** 3, torch.zeros(500, 1)], 1)   # skewed + a constant
+    t = Gaussianizer(samples)
+    z = t(samples)
+    assert torch.allclose(t.inverse(z), samples, atol=1e-6)
+    assert abs(float(z[:, :3].mean())) < 0.01 and abs(float(z[:, :3].std()) - 1) < 0.05
+    outside = torch.tensor([[-1.0, 2.0, 5.0, 0.0]])                     # beyond the samples: linear, invertible
+    assert torch.allclose(t.inverse(t(outside)), outside, atol=1e-6)
+
+
+def test_neuron_flow_round_trips_neurons():
+    from modeconn.training.neuron_flow import train_flow
+    from omegaconf import OmegaConf
+    model, view, (a, b), _ = net_pair("mlp-1h")
+    rows = torch.cat([view.partition(a)[0], view.partition(b)[0]])
+    m = OmegaConf.create({"pool": 0, "transforms": 2, "hidden": 16, "epochs": 3, "lr": 1e-3, "batch_size": 8})
+    spec = {"flow": {**dict(m), "seed": 0}}
+    flow, info = train_flow(rows, spec)
+    with torch.no_grad():
+        assert torch.allclose(flow.inverse(flow(rows)), rows, atol=1e-4)
+    assert len(info["valid_nll_per_epoch"]) == 3 and info["valid_nll"] == min(info["valid_nll_per_epoch"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_latent_arc_is_exact_at_its_ends_and_continuous(arch):
+    from modeconn.paths.latent import Gaussianizer, LatentArcPath
+    model, view, (a, b), _ = net_pair(arch)
+    space = ParameterSpace(model)
+    parts_a, parts_b = view.partition(a), view.partition(b)
+    assert sum(p.numel() for p in parts_a) + (a["classifier.bias"].numel() if "classifier.bias" in a else 0) \
+        == space.dim                                                    # every weight in one neuron
+    path = LatentArcPath(space, view, a, b, [Gaussianizer(torch.cat([x, y])) for x, y in zip(parts_a, parts_b)])
+    assert path.round_trip_error() < 1e-5
+    assert torch.equal(path.vector(torch.tensor([0.0])), space.flatten(a))
+    assert torch.equal(path.vector(torch.tensor([1.0])), space.flatten(b))
+    assert torch.allclose(path.vector(torch.tensor([1e-6])), space.flatten(a), atol=1e-3)
+    assert torch.allclose(path.vector(torch.tensor([1 - 1e-6])), space.flatten(b), atol=1e-3)
+
+
+def test_flow_run_trains_its_pool_and_flow_once_and_reuses_them(run_config, shared_store):
+    from modeconn.app import run
+    from modeconn.results import validate
+    overrides = ["dataset=digits", "method=flow", "arch.params.width=16", "arch.params.depth=1", "method.points=3",
+                 "method.pool=2", "method.epochs=2", "method.hidden=16", "method.transforms=2"]
+    first = run(run_config(*overrides, store=shared_store))
+    assert first["status"] == "ok" and validate(first) == []
+    flows = first["anokhin"]["flows"]
+    assert len(flows) == 1 and not flows[0]["cached"] and flows[0]["train_neurons"] == 2 * 16 - 3   # a tenth held out
+    assert first["anokhin"]["round_trip_error"] < 1e-4
+    again = run(run_config(*overrides, "seed=1", store=shared_store))   # other endpoints, the same global model
+    assert again["anokhin"]["flows"][0]["cached"] and again["anokhin"]["flows"][0]["key"] == flows[0]["key"]
+    endpoint_keys = {e["key"] for r in (first, again) for e in r["endpoints"]}
+    assert len(endpoint_keys) == 4

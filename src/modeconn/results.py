@@ -109,7 +109,9 @@ def validate(results: dict) -> list[str]:
 
 def _anokhin_problems(results: dict) -> list[str]:
     """Anokhin & Yarotsky's connections: the connection and its cost; the layer-wise ones (WA,
-    B-fly) with their fitting data and one record per segment covering the path's t."""
+    B-fly) with their fitting data and one record per segment covering the path's t; the
+    latent-space ones (gauss, flow) with their round-trip error, the flow with one stored
+    flow per hidden layer."""
     section = results["anokhin"]
     problems = [f"anokhin lacks {k}" for k in ANOKHIN_KEYS if k not in section]
     if section.get("method") in ("wa", "bfly"):
@@ -123,6 +125,14 @@ def _anokhin_problems(results: dict) -> list[str]:
         t = results.get("path", {}).get("t", [])
         if t and segments and (t[0] != 0 or t[-1] != len(segments)):
             problems.append(f"path t runs {t[0]}..{t[-1]}, the segments 0..{len(segments)}")
+    if section.get("method") in ("gauss", "flow") and "round_trip_error" not in section:
+        problems.append("anokhin lacks round_trip_error")
+    if section.get("method") == "flow":
+        flows = section.get("flows", [])
+        if len(flows) != section.get("hidden_layers"):
+            problems.append(f"anokhin has {len(flows)} flows for {section.get('hidden_layers')} hidden layers")
+        problems += [f"anokhin.flows[{i}] lacks {k}" for i, f in enumerate(flows) for k in ("key", "cached")
+                     if k not in f]
     return problems
 
 

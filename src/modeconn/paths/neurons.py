@@ -94,33 +94,55 @@ class NeuronView:
         split = (shape[0], layer.size, layer.block, *shape[2:])
         return tensor.reshape(split).transpose(0, 1).reshape(layer.size, -1)
 
-    def neurons(self, state: Mapping[str, torch.Tensor], j: int) -> torch.Tensor:
-        """Hidden layer j's neurons, one row each: [incoming weights, bias, outgoing weights]."""
+    def neurons(self, state: Mapping[str, torch.Tensor], j: int, outgoing: bool = True) -> torch.Tensor:
+        """Hidden layer j's neurons, one row each: [incoming weights, bias, outgoing weights]
+        (without the outgoing weights when ``outgoing`` is False)."""
         layer = self.chain.layers[j]
         parts = [state[layer.weight].reshape(layer.size, -1)]
         if layer.bias:
             parts.append(state[layer.bias].reshape(layer.size, 1))
-        parts.append(self._out_block(j, state[layer.out_weight]))
+        if outgoing:
+            parts.append(self._out_block(j, state[layer.out_weight]))
         return torch.cat(parts, 1)
 
-    def neuron_parts(self, j: int) -> list[tuple[str, int]]:
+    def neuron_parts(self, j: int, outgoing: bool = True) -> list[tuple[str, int]]:
         """(parameter, columns) of each part of layer j's neuron vector, in order."""
         layer = self.chain.layers[j]
         incoming = math.prod(self.shapes[layer.weight][1:])
         out_shape = self.shapes[layer.out_weight]
-        outgoing = out_shape[0] * layer.block * math.prod(out_shape[2:])
-        return [(layer.weight, incoming)] + ([(layer.bias, 1)] if layer.bias else []) + \
-            [(layer.out_weight, outgoing)]
+        parts = [(layer.weight, incoming)] + ([(layer.bias, 1)] if layer.bias else [])
+        return parts + ([(layer.out_weight, out_shape[0] * layer.block * math.prod(out_shape[2:]))] if outgoing else [])
 
-    def set_neurons(self, state: Mapping[str, torch.Tensor], j: int, neurons: torch.Tensor) -> dict[str, torch.Tensor]:
+    def set_neurons(self, state: Mapping[str, torch.Tensor], j: int, neurons: torch.Tensor,
+                    outgoing: bool = True) -> dict[str, torch.Tensor]:
         """A copy of ``state`` whose hidden layer j has the given neurons (rows, as :meth:`neurons`)."""
         layer = self.chain.layers[j]
         out = dict(state)
-        pieces = torch.split(neurons, [n for _, n in self.neuron_parts(j)], dim=1)
+        pieces = torch.split(neurons, [n for _, n in self.neuron_parts(j, outgoing)], dim=1)
         out[layer.weight] = pieces[0].reshape(self.shapes[layer.weight])
         if layer.bias:
             out[layer.bias] = pieces[1].reshape(-1)
-        shape = self.shapes[layer.out_weight]
-        block = pieces[-1].reshape(layer.size, shape[0], layer.block, *shape[2:]).transpose(0, 1)
-        out[layer.out_weight] = block.reshape(shape)
+        if outgoing:
+            shape = self.shapes[layer.out_weight]
+            block = pieces[-1].reshape(layer.size, shape[0], layer.block, *shape[2:]).transpose(0, 1)
+            out[layer.out_weight] = block.reshape(shape)
+        return out
+
+    # ---- a partition of the weights into neurons -------------------------------------------------
+    def owns_outgoing(self, j: int) -> bool:
+        """Whether layer j's neurons carry their outgoing weights in :meth:`partition`: only the
+        last hidden layer's (the others' outgoing weights are the next layer's incoming ones)."""
+        return j == self.depth - 1
+
+    def partition(self, state: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Every hidden layer's neurons such that each weight lies in exactly one neuron (the
+        output bias in none): layer j's [incoming, bias], the last layer's with its outgoing
+        weights. For one hidden layer these are the paper's rows [W1[i], b1[i], W2[:, i]]."""
+        return [self.neurons(state, j, self.owns_outgoing(j)) for j in range(self.depth)]
+
+    def from_partition(self, state: Mapping[str, torch.Tensor], layers: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A copy of ``state`` with every hidden layer's neurons (as :meth:`partition`) replaced."""
+        out = dict(state)
+        for j, rows in enumerate(layers):
+            out = self.set_neurons(out, j, rows, self.owns_outgoing(j))
         return out

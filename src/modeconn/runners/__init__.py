@@ -1,6 +1,6 @@
 """One runner per kind of method. Paths (linear, curves, ...) share `run_path`;
 methods that are not a 1-D path (FGE, ensembles, simplexes, complexes), or whose path is
-constructed from measurements (Kuditipudi's dropout path, Anokhin's Arc/WA/B-fly), register their own here."""
+constructed from measurements (Kuditipudi's dropout path, Anokhin's Arc/WA/B-fly/flow), register their own here."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,7 +20,7 @@ RUNNERS["ensemble"] = run_ensemble
 RUNNERS["simplex"] = run_simplex
 RUNNERS["complex"] = run_complex
 RUNNERS["dropout"] = run_dropout
-for _name in ("arc", "wa", "bfly"):
+for _name in ("arc", "wa", "bfly", "gauss", "flow"):
     RUNNERS[_name] = run_anokhin
 
 
