@@ -12,6 +12,7 @@ from modeconn.paths.lstsq import as_rows, layer_io, objective_gradient, solve_la
 from modeconn.paths.neurons import NeuronView
 from modeconn.paths.units import NotAChain
 from modeconn.paths.wa import BflyPath, LayerFits, WAPath
+from conftest import seeded_states
 
 # (name, params, input shape): the chains the methods claim, at test size.
 ARCHS = {
@@ -23,11 +24,7 @@ ARCHS = {
 
 def net_pair(arch: str):
     name, params, shape = ARCHS[arch]
-    states = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = build_model(name, params, shape, 10).eval()
-        states.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    model, states = seeded_states(name, params, shape)
     x = torch.randn(64, *shape, generator=torch.Generator().manual_seed(2))
     return model, NeuronView.from_model(model, shape, method="arc"), states, x
 
