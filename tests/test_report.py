@@ -152,3 +152,31 @@ def test_anokhin_table_orders_connections_by_complexity_and_names_their_cost():
     assert "| weights + neuron matching (OT) |" in rows[2]     # derived for runs without the section
     assert "| weights + OT + features |" in rows[3] and "MNIST" in text
     assert markdown([_path_run("bezier", 0)]) == ""
+
+
+def test_fort_tables_from_real_runs(run_config, tmp_path):
+    """Every Fort table appears with the measured values of the runs it is built from."""
+    from modeconn.app import run
+    from modeconn.report import fort
+    store = tmp_path / "store"
+    runs = []
+    for i, overrides in enumerate([
+        ("method=toy", "method.optima.runs=6", "method.connect.pairs=1", "method.cuts.dims=[20]",
+         "method.cuts.radii=[2.0,20.0]", "method.cuts.count=4", "method.radius.steps=50"),
+        ("dataset=digits", "method=subspace", "method.grid=2", "method.points=3"),
+        ("dataset=digits", "method=cut", "method.dim=10"),
+        ("dataset=digits", "method=cut", "method.dim=10", "method.radius_scale=2"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.01"),
+        ("dataset=digits", "method=ensemble", "method.budget=1", "arch.lr=0.1"),
+    ]):
+        cfg = run_config(*overrides, store=store)
+        cfg.output_dir = str(tmp_path / f"run{i}")
+        runs.append(run(cfg))
+    text = fort.report(runs)
+    assert "## The wedge model" in text and "| 20 |" in text
+    subspace = runs[1]["subspace"]
+    assert f"| digits / mlp | 3 | {max(subspace['optima_test_err']):.2f} | {subspace['subspace_test_err_max']:.2f}" in text
+    assert "one optimum neighbourhood" in text
+    assert "| x1 |" in text and "| x2 |" in text and f"{runs[3]['cut']['test_err']:.2f}" in text
+    assert "How far training travels" in text and "| 0.01 |" in text and "| 0.1 |" in text
+    assert fort.report([]) == ""

@@ -52,16 +52,23 @@ def run(cfg: DictConfig) -> dict:
     """Execute one run and return its results (also written to `cfg.output_dir`/results.json)."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(out_dir, dataset=cfg.dataset.name, arch=cfg.arch.name, method=cfg.method.name,
+    needs_data = cfg.method.get("needs_data", True)
+    # A method without data (Fort's toy landscape) records what it ran on instead of the defaults.
+    dataset, arch = (cfg.dataset.name, cfg.arch.name) if needs_data else (cfg.method.name, "wedges")
+    record = RunRecord(out_dir, dataset=dataset, arch=arch, method=cfg.method.name,
                        align=cfg.align.name, seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
     tracker = None
     try:
         device = device_for(cfg)
-        with record.stage("data"):
-            data = load_dataset(cfg.dataset, device)
+        data = model = space = None
+        if needs_data:
+            with record.stage("data"):
+                data = load_dataset(cfg.dataset, device)
         tracker = make_tracker(cfg, out_dir)
-        model = new_model(cfg, data).to(device)
-        ctx = RunContext(cfg=cfg, data=data, model=model, space=ParameterSpace(model),
+        if needs_data:
+            model = new_model(cfg, data).to(device)
+            space = ParameterSpace(model)
+        ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
                          store=EndpointStore(cfg.store_dir), record=record, tracker=tracker, out_dir=out_dir)
         runner_for(cfg.method.name)(ctx)
         return record.ok()

@@ -22,6 +22,10 @@ PATH_KEYS = ("t", *METRICS)
 SUMMARY_STATS = ("start", "end", "min", "max", "avg", "int")
 ENSEMBLE_KEYS = ("members", "test_acc", "test_nll", "test_ece", "test_brier")
 SIMPLEX_KEYS = ("vertices", "volume", "vertex_test_err", "centroid_test_err")
+SUBSPACE_KEYS = ("modes", "optima_test_err", "triangles", "subspace_test_err_max", "flat_test_err_max",
+                 "subspace_gap", "flat_gap", "diversity")
+TOY_KEYS = ("landscape", "optima", "connect", "cuts", "radius", "files")
+CUT_KEYS = ("dim", "radius_scale", "anchor_radius", "final_radius", "test_err")
 ANOKHIN_KEYS = ("method", "align", "hidden_layers", "connect", "cost")
 LAYERWISE_KEYS = ("fit_samples", "ridge", "segments_count", "segments")
 
@@ -102,6 +106,14 @@ def validate(results: dict) -> list[str]:
         problems += [f"simplex lacks {k}" for k in SIMPLEX_KEYS if k not in results["simplex"]]
     if "segments" in results:
         problems += _segment_problems(results)
+    for section, keys in (("subspace", SUBSPACE_KEYS), ("toy", TOY_KEYS), ("cut", CUT_KEYS)):
+        if section in results:
+            problems += [f"{section} lacks {k}" for k in keys if k not in results[section]]
+    if "subspace" in results:
+        n = len(results["subspace"].get("barycentric", []))
+        for t in results["subspace"].get("triangles", []):
+            if any(len(t.get(f"{kind}_test_err", [])) != n for kind in ("subspace", "flat")):
+                problems.append(f"subspace triangle {t.get('optima')} does not cover the {n}-point grid")
     if "anokhin" in results:
         problems += _anokhin_problems(results)
     return problems

@@ -60,3 +60,20 @@ def growing_ensemble(member_probs_list: Sequence[Tensor], y: Tensor) -> list[dic
         total = probs.double().clone() if total is None else total + probs.double()
         curve.append({"members": k, **ensemble_metrics(total / k, y)})
     return curve
+
+
+def diversity(member_probs_list: Sequence[Tensor], y: Tensor) -> dict[str, float]:
+    """How differently members predict, and what averaging them buys (Fort et al.'s diversity view):
+    mean pairwise disagreement of their argmax (%), mean member error, the ensemble's error and
+    NLL, and the gain = mean member error - ensemble error."""
+    if len(member_probs_list) < 2:
+        raise ValueError("diversity needs at least two members")
+    labels = [p.argmax(1) for p in member_probs_list]
+    pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+    disagreement = 100.0 * sum(float((a != b).double().mean()) for a, b in pairs) / len(pairs)
+    member_err = [100.0 - ensemble_metrics(p, y)["test_acc"] for p in member_probs_list]
+    ensemble = ensemble_metrics(sum(p.double() for p in member_probs_list) / len(member_probs_list), y)
+    mean_err = sum(member_err) / len(member_err)
+    return {"members": len(member_probs_list), "disagreement": disagreement, "member_test_err_mean": mean_err,
+            "ensemble_test_err": 100.0 - ensemble["test_acc"], "ensemble_test_nll": ensemble["test_nll"],
+            "gain": mean_err - (100.0 - ensemble["test_acc"])}

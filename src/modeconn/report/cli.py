@@ -5,10 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from modeconn.report import anokhin, benton, garipov, kuditipudi, tatro
+from modeconn.report import anokhin, benton, fort, garipov, kuditipudi, tatro
 from modeconn.report.collect import load_runs
 
-PAPERS = {"anokhin2020": anokhin.report, "benton2021": benton.report, "garipov2018": garipov.report, "kuditipudi2019": kuditipudi.report,
+PAPERS = {"anokhin2020": anokhin.report, "benton2021": benton.report, "fort2019": fort.report,
+          "garipov2018": garipov.report, "kuditipudi2019": kuditipudi.report,
           "tatro2020": tatro.report}
 
 

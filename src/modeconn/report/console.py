@@ -36,6 +36,30 @@ def run_table(results: dict, results_path: str) -> str:
     if complex_:
         rows.append(f"{'complex centroids (max)':<26}{max(complex_['centroid_test_err']):>12.2f}")
         rows.append(f"{'complex samples (max)':<26}{max(complex_['sample_test_err_max']):>12.2f}")
+    subspace = results.get("subspace")
+    if subspace:
+        rows.append(f"{'subspace grid (max)':<26}{subspace['subspace_test_err_max']:>12.2f}")
+        rows.append(f"{'flat triangle (max)':<26}{subspace['flat_test_err_max']:>12.2f}")
+        for name, d in subspace["diversity"].items():
+            if isinstance(d, dict):
+                rows.append(f"{name}: disagreement {d['disagreement']:.2f}%, ensemble gain {d['gain']:.2f} points")
+    cut = results.get("cut")
+    if cut:
+        label = f"cut d={cut['dim']}, radius x{cut['radius_scale']:g}"
+        rows.append(f"{label:<26}{cut['test_err']:>12.2f}"
+                    f"{cut['test_nll']:>10.4f}{cut['train_loss']:>12.4f}")
+        rows.append(f"radius {cut['anchor_radius']:.2f} -> {cut['final_radius']:.2f} "
+                    f"(travelled {cut['distance_travelled']:.2f})")
+    toy = results.get("toy")
+    if toy:
+        c, k = toy["connect"], toy["cuts"]
+        rows.append(f"(1) max loss: straight line {c['linear_max_loss_mean']:.3g}, "
+                    f"trained path {c['path_max_loss_mean']:.3g}")
+        rows.append("(2) cut dim needed: " + ", ".join(f"r={r:g}: {d if d is not None else '>' + str(max(k['dims']))}"
+                                                      for r, d in zip(k["radii"], k["dim_needed"])))
+        r = toy["radius"]
+        rows.append("(3) final radius by lr (L2 0): " + ", ".join(f"{lr:g}: {row[0]:.1f}"
+                                                                 for lr, row in zip(r["lrs"], r["final_radius"])))
     ensemble = results.get("ensemble")
     if ensemble:
         rows.append(f"{'':<26}{'test acc %':>12}{'test nll':>10}{'ece':>8}{'brier':>8}{'budget (ep)':>13}")

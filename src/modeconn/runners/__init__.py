@@ -11,9 +11,12 @@ from modeconn.runners.path import run_path
 RUNNERS: dict[str, Callable[[RunContext], None]] = {}
 
 from modeconn.runners.anokhin import run_anokhin  # noqa: E402
+from modeconn.runners.cut import run_cut  # noqa: E402
 from modeconn.runners.dropout import run_dropout  # noqa: E402
 from modeconn.runners.ensemble import run_ensemble, run_fge  # noqa: E402
 from modeconn.runners.simplex import run_complex, run_simplex  # noqa: E402
+from modeconn.runners.subspace import run_subspace  # noqa: E402
+from modeconn.runners.toy import run_toy  # noqa: E402
 
 RUNNERS["fge"] = run_fge
 RUNNERS["ensemble"] = run_ensemble
@@ -22,6 +25,9 @@ RUNNERS["complex"] = run_complex
 RUNNERS["dropout"] = run_dropout
 for _name in ("arc", "wa", "bfly", "gauss", "flow"):
     RUNNERS[_name] = run_anokhin
+RUNNERS["toy"] = run_toy
+RUNNERS["cut"] = run_cut
+RUNNERS["subspace"] = run_subspace
 
 
 def runner_for(method: str) -> Callable[[RunContext], None]:

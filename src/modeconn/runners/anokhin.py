@@ -17,7 +17,7 @@ from modeconn.paths.latent import Gaussianizer, LatentArcPath
 from modeconn.paths.neurons import NeuronView
 from modeconn.paths.wa import BflyPath, LayerFits, WAPath
 from modeconn.runners.context import RunContext
-from modeconn.runners.path import evaluate_and_record
+from modeconn.runners.path import record_profile
 
 LAYERWISE = {"wa": WAPath, "bfly": BflyPath}
 
@@ -76,7 +76,8 @@ def run_anokhin(ctx: RunContext) -> None:
                            segments_count=path.segments)
     section["cost"] = method_cost(m.name, cfg.align.name, section.get("fit_samples"), m.get("pool"))
     ctx.record.data["anokhin"] = section
-    evaluate_and_record(ctx, path.to(ctx.device))
+    title = f"{m.name} (align={cfg.align.name}) on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}"
+    record_profile(ctx, path.to(ctx.device), title)
     if hasattr(path, "describe"):
         section["segments"] = path.describe()
         residuals = [r for s in section["segments"] for r in (s.get("max_residual"), s.get("end_residual"))

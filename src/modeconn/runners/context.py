@@ -13,7 +13,7 @@ from modeconn.paths import ParameterSpace
 from modeconn.results import RunRecord
 from modeconn.store import EndpointStore, load_state
 from modeconn.tracking import Tracker
-from modeconn.training.endpoints import obtain_endpoint
+from modeconn.training.endpoints import endpoint_seed, initial_model, obtain_endpoint
 
 
 @dataclass
@@ -50,15 +50,25 @@ class RunContext:
                 entry, cached = obtain_endpoint(self.cfg, self.data, i, self.store)
                 load_state(self.model, entry.state, source=str(self.store.entry_dir(entry.key)))
             state = {k: v.to(self.device) for k, v in entry.state.items()}
+            vector = self.space.flatten(state)
             with self.record.stage("evaluate"):
-                metrics = self.evaluate(self.space.flatten(state))
-            self.record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict()})
+                metrics = self.evaluate(vector)
+            self.record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict(),
+                                                  **self._radii(vector, i)})
             if i > 0 and self.cfg.align.name != "none":
                 with self.record.stage("align"):
                     state = self._aligned(state)
             self.states.append(state)
             self.endpoints.append(self.space.flatten(state))
         return self.endpoints[:count]
+
+    def _radii(self, vector: torch.Tensor, index: int) -> dict[str, float]:
+        """How far training took endpoint `index` from the origin and from where it started
+        (Fort & Jastrzebski's radius, which learning rate, width and L2 change)."""
+        init = initial_model(self.cfg, self.data, endpoint_seed(self.cfg.seed, index))
+        start = self.space.flatten(dict(init.named_parameters())).to(vector.device)
+        return {"radius": float(vector.norm()), "init_radius": float(start.norm()),
+                "distance_from_init": float((vector - start).norm())}
 
     def permutation_spec(self):
         """The model's permutation groups (alignment and PAM share them), traced on first use."""

@@ -22,30 +22,29 @@ def run_path(ctx: RunContext) -> None:
             from modeconn.training.path_trainer import train_path
             with ctx.record.stage("train_path"):
                 train_path(path, ctx)
-    evaluate_and_record(ctx, path)
+    record_profile(ctx, path, f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
     if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
         with ctx.record.stage("plane"):
             write_plane(path, endpoints, ctx)
-
-
-def evaluate_and_record(ctx: RunContext, path) -> tuple[dict, dict]:
-    """The protocol along ``path``'s grid: results.json's `path` and `summary`, the picture, the tracker."""
-    cfg = ctx.cfg
-    with ctx.record.stage("evaluate"):
-        profile, summary = evaluate_path(path, ctx.model, ctx.data, progress=cfg.trainer.progress,
-                                         **ctx.eval_kwargs())
-    ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
-    picture = plot_profile(profile, ctx.out_dir / "path.png",
-                           title=f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
-    ctx.tracker.log_profile(profile)
-    ctx.tracker.log_image("path/picture", picture)
     ctx.tracker.log_summary({
-        **{f"barrier/{k}": v for k, v in summary["barrier"].items()},
-        **{f"max/{k}": summary[k]["max"] for k in ("train_loss", "test_nll", "test_err")},
         **{f"endpoint{i}/{k}": v for i, e in enumerate(ctx.record.data["endpoints"])
            for k, v in e.items() if k not in ("key", "cached")},
     })
-    return profile, summary
+
+
+def record_profile(ctx: RunContext, path, title: str) -> dict:
+    """Evaluate a 1-D path on its grid with the protocol; record `path` and `summary`, draw
+    path.png and log both. Every method with a mode-to-mode route shares this."""
+    with ctx.record.stage("evaluate"):
+        profile, summary = evaluate_path(path, ctx.model, ctx.data, progress=ctx.cfg.trainer.progress,
+                                         **ctx.eval_kwargs())
+    ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
+    picture = plot_profile(profile, ctx.out_dir / "path.png", title=title)
+    ctx.tracker.log_profile(profile)
+    ctx.tracker.log_image("path/picture", picture)
+    ctx.tracker.log_summary({**{f"barrier/{k}": v for k, v in summary["barrier"].items()},
+                             **{f"max/{k}": summary[k]["max"] for k in ("train_loss", "test_nll", "test_err")}})
+    return summary
 
 
 def write_plane(path, endpoints, ctx: RunContext) -> None:

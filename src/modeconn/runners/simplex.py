@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 
 from modeconn.evaluation.ensemble import growing_ensemble
-from modeconn.evaluation.plots import plot_ensemble_curves, plot_profile
-from modeconn.evaluation.profile import evaluate_path
+from modeconn.evaluation.plots import plot_ensemble_curves
 from modeconn.evaluation.simplex import evaluate_complex, simplex_slice
 from modeconn.paths.curves import PolyChainPath
 from modeconn.paths.simplex import SimplicialComplexPath
 from modeconn.runners.context import RunContext
 from modeconn.runners.ensemble import ensemble_log, test_probs
+from modeconn.runners.path import record_profile
 from modeconn.training.simplex import grow
 
 
@@ -136,19 +136,10 @@ def run_complex(ctx: RunContext) -> None:
     hub = sum(connectors) / len(connectors)
     route = PolyChainPath(ctx.space, endpoints[0], endpoints[1], num_bends=3, points=int(m.points))
     route.free.data.copy_(hub.unsqueeze(0))
-    route = route.to(ctx.device)
-    with ctx.record.stage("evaluate"):
-        profile, summary = evaluate_path(route, ctx.model, ctx.data, progress=cfg.trainer.progress,
-                                         **ctx.eval_kwargs())
-    ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
-    picture = plot_profile(profile, ctx.out_dir / "path.png",
-                           title=f"complex: mode 0 -> connectors' centroid -> mode 1, {cfg.dataset.name} / "
-                                 f"{cfg.arch.name}, seed {cfg.seed}")
+    record_profile(ctx, route.to(ctx.device), f"complex: mode 0 -> connectors' centroid -> mode 1, "
+                                              f"{cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
     if m.plane and len(vertices) >= 3:
         with ctx.record.stage("plane"):
             section["plane"] = simplex_slice(ctx, [endpoints[0], endpoints[1], hub], name="complex_slice",
                                              labels=("modes 0, 1", "connectors' centroid", "edges"))
-    ctx.tracker.log_profile(profile)
-    ctx.tracker.log_image("path/picture", picture)
-    ctx.tracker.log_summary({"complex/max_centroid_test_err": max(section["centroid_test_err"]),
-                             **{f"barrier/{k}": v for k, v in summary["barrier"].items()}})
+    ctx.tracker.log_summary({"complex/max_centroid_test_err": max(section["centroid_test_err"])})

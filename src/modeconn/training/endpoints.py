@@ -45,11 +45,18 @@ def new_model(cfg, data: Dataset) -> torch.nn.Module:
     return build_model(cfg.arch.name, cfg.arch.params, data.input_shape, data.num_classes)
 
 
+def initial_model(cfg, data: Dataset, seed: int) -> torch.nn.Module:
+    """The network as `train_endpoint` starts it for `seed` (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return new_model(cfg, data)
+
+
 def train_endpoint(spec: Mapping, cfg, data: Dataset, work_dir) -> tuple[dict, dict]:
     """Train one endpoint with the recipe in `spec`; returns (state_dict, meta)."""
     recipe = spec["recipe"]
     torch.manual_seed(spec["seed"])
-    model = new_model(cfg, data).to(data.x_train.device)
+    model = new_model(cfg, data).to(data.x_train.device)     # = initial_model(cfg, data, spec["seed"])
     loader = TensorLoader(data.x_train, data.y_train, recipe["batch_size"], shuffle=True,
                           augment=data.augment, seed=spec["seed"])
     total = steps_per_epoch(loader, recipe.get("limit_batches")) * recipe["epochs"]
