@@ -298,3 +298,18 @@ def test_flow_run_trains_its_pool_and_flow_once_and_reuses_them(run_config, shar
     assert again["anokhin"]["flows"][0]["cached"] and again["anokhin"]["flows"][0]["key"] == flows[0]["key"]
     endpoint_keys = {e["key"] for r in (first, again) for e in r["endpoints"]}
     assert len(endpoint_keys) == 4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_wa_moves_the_output_layer_on_the_line_where_the_loss_stays_below_its_ends(arch):
+    """The last segment moves only the output layer, straight: cross-entropy is convex in it."""
+    import torch.nn.functional as F
+    model, space, path, (a, b), x = layerwise(arch, "wa")
+    y = torch.randint(0, 10, (len(x),), generator=torch.Generator().manual_seed(5))
+    last = path.segments - 1
+    assert path.describe()[last]["connect"] == "linear" and path.describe()[0]["connect"] == "arc"
+    losses = [float(F.cross_entropy(logits(model, path.state_at(last, tau), x), y)) for tau in torch.linspace(0, 1, 9)]
+    assert max(losses) <= max(losses[0], losses[-1]) + 1e-6
+    hidden = {k for k in space.names if k not in path.fits.layers[-1]}
+    start, end = path.state_at(last, 0.0), path.state_at(last, 1.0)
+    assert all(torch.equal(start[k], end[k]) for k in hidden)

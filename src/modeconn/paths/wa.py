@@ -19,7 +19,10 @@ WA (``method=wa``), K segments, t in [0, K]:
     where the refit is Adj_{s+1}; for s = 0 the features are exactly A's and the
     correction is zero up to rounding (the ridge pulls the fit to A's own layer).
   segment K - 1: the output layer moves from Adj_{K-1} (B's features, A's logits)
-    to B's along ``connect``.
+    to B's along the straight line, whatever ``connect``: both ends read the same
+    features and the output units are the fixed classes, so nothing is unmatched for
+    Arc to correct, and the line keeps the convexity guarantee (cross-entropy is
+    convex in the output layer: the loss along it stays below its larger end).
   One hidden layer (K = 2): the paper's WA, t in [0, 2].
 
 B-fly (``method=bfly``), K - 1 segments, t in [0, K - 1]: segment s moves layer s
@@ -178,10 +181,14 @@ class WAPath(LayerwisePath):
             got = torch.cat([p.reshape(-1) for p in (fit.weight, fit.bias) if p is not None])
             self.corrections.append(float((ref - got).norm() / ref.norm().clamp_min(1e-30)))
 
+    def segment_connect(self, s: int) -> str:
+        """How segment s moves its layer: ``connect``, the output layer's own segment linearly."""
+        return "linear" if s == self.segments - 1 else self.connect_kind
+
     def _moving(self, s: int, tau: float) -> State:
         f = self.fits
         state = self.mixed(s)
-        f.set_layer(state, s, *f.connect_layer(self.connect_kind, s, f.adjusted[s], f.layer(f.b, s), tau))
+        f.set_layer(state, s, *f.connect_layer(self.segment_connect(s), s, f.adjusted[s], f.layer(f.b, s), tau))
         return state
 
     def _refit(self, s: int, tau: float) -> LayerFit:
@@ -210,7 +217,8 @@ class WAPath(LayerwisePath):
             inside = {t: r for t, r in self.residuals.items() if s <= t <= s + 1}
             last = s == self.segments - 1
             out.append({"index": s, "start": float(s), "end": float(s + 1), "kind": "output" if last else "refit",
-                        "moves": f.modules[s], "fits": None if last else f.modules[s + 1],
+                        "moves": f.modules[s], "connect": self.segment_connect(s),
+                        "fits": None if last else f.modules[s + 1],
                         "from": "adjusted" if s else "A", "to": "B",
                         "start_residual": None if last else self._start_fits[s].relative_residual,
                         "end_residual": None if last else f.adjusted_residuals[s + 1],
