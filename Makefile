@@ -6,7 +6,7 @@ STAMP := $(VENV)/.modeconn-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench data clean-venv
+.PHONY: demo test test-slow bench data browser clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,20 @@ data:
 		|| echo "note: could not install dataset-fashion-mnist; fashion_mnist needs dataset.root or dataset.download=true"; \
 	fi
 
+# Debian's chromium for the dashboard's browser test (tests/test_dashboard_browser.py skips without one).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: could not install chromium; the dashboard's browser test will be skipped"; \
+	fi
+
 demo: $(STAMP) data
 	$(PY) -m modeconn dataset=mnist1d arch=mlp method=linear logger=csv
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-slow: $(STAMP) data
+test-slow: $(STAMP) data browser
 	WANDB_MODE=disabled $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP) data

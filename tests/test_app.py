@@ -102,6 +102,17 @@ def test_every_wandb_sweep_spec_composes_and_has_its_experiment(spec):
         assert cfg.method.name in grid["method"]
 
 
+def test_every_paper_table_has_a_wandb_sweep_spec_ending_in_its_overrides():
+    """One Hydra multirun (conf/experiment/X.yaml) and one W&B sweep (sweeps/X.yaml) per paper table."""
+    import yaml
+    experiments = {p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")}
+    specs = {p.stem for p in (REPO / "sweeps").glob("*.yaml")}
+    assert experiments == specs, f"without a W&B spec: {experiments - specs}; without an experiment: {specs - experiments}"
+    for spec in specs:
+        command = yaml.safe_load((REPO / "sweeps" / f"{spec}.yaml").read_text())["command"]
+        assert command[-1] == "${args_no_hyphens}" and command[-2:-4:-1] == ["modeconn", "-m"], spec
+
+
 def test_sweep_jobs_with_long_override_lists_get_short_distinct_dirs(tmp_path):
     from modeconn.app import MAX_DIRNAME, short_dirname
     long = ",".join(f"method.option_{i}=value_{i}" for i in range(20))

@@ -1,4 +1,6 @@
 """Trackers: W&B's mode follows the environment; one offline W&B run per job."""
+import json
+
 import pytest
 
 from modeconn.app import run
@@ -23,6 +25,9 @@ def test_wandb_offline_run_is_written_and_finished(run_config, tmp_path, monkeyp
     assert results["status"] == "ok"
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+    # results.json travels with the W&B run: `modeconn-report --wandb` reads the same record
+    (uploaded,) = (tmp_path / "run" / "wandb").glob("offline-run-*/files/results.json")
+    assert json.loads(uploaded.read_text())["status"] == "ok"
     import wandb
     assert wandb.run is None  # finished: the next job starts its own W&B run
 
@@ -30,3 +35,22 @@ def test_wandb_offline_run_is_written_and_finished(run_config, tmp_path, monkeyp
 def test_unknown_logger_is_an_error(run_config):
     with pytest.raises(ValueError, match="logger=nope"):
         run(run_config("dataset=digits", "logger.name=nope"))
+
+
+def test_wandb_runs_are_grouped_by_paper_setting_and_tagged_by_method(run_config):
+    from modeconn.tracking import run_labels
+    cfg = run_config("dataset=digits", "method=bezier", "align=activation", "seed=2", "logger=wandb",
+                     "logger.tags=[mine]")
+    labels = run_labels(cfg, "tatro2020")
+    assert labels["group"] == "tatro2020/digits/mlp" and labels["job_type"] == "bezier-activation"
+    assert labels["tags"] == ["paper-tatro2020", "digits", "mlp", "bezier", "align-activation", "mine"]
+    assert labels["name"] == "bezier-activation-s2"
+    assert run_labels(run_config("logger=wandb", "logger.group=g"), "adhoc")["group"] == "g"
+
+
+def test_the_profile_is_history_against_its_own_x_axis():
+    """W&B overlays (and averages per group) line plots of history, not of custom charts."""
+    from modeconn.tracking import profile_steps
+    steps = profile_steps({"t": [0.0, 0.5, 1.0], "test_err": [5, 9, 6]})
+    assert steps == [{"along/t": 0.0, "along/test_err": 5.0}, {"along/t": 0.5, "along/test_err": 9.0},
+                     {"along/t": 1.0, "along/test_err": 6.0}]

@@ -19,6 +19,7 @@ from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.paths import ParameterSpace
 from modeconn.paths.units import NotAChain
 from modeconn.report.console import run_table
+from modeconn.resume import finished
 from modeconn.results import RunRecord
 from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
@@ -45,7 +46,17 @@ OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
 def device_for(cfg: DictConfig) -> torch.device:
-    return torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+    if cfg.trainer.accelerator != "gpu":
+        return torch.device("cpu")
+    return torch.device("cuda", job_gpu(torch.cuda.device_count()))
+
+
+def job_gpu(count: int) -> int:
+    """One device per sweep job: job k of a multirun uses GPU k mod ``count``, so parallel jobs
+    on one multi-GPU host (joblib) spread over its GPUs; a SLURM job sees only its own (0)."""
+    if count <= 1 or not _in_multirun():
+        return 0
+    return HydraConfig.get().job.num % count
 
 
 def run(cfg: DictConfig) -> dict:
@@ -60,6 +71,8 @@ def run(cfg: DictConfig) -> dict:
     tracker = None
     try:
         device = device_for(cfg)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
         data = model = space = None
         if needs_data:
             with record.stage("data"):
@@ -87,7 +100,12 @@ def _in_multirun() -> bool:
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point (`modeconn`, `python -m modeconn`). In a multirun a failed job
-    is recorded as failed and the sweep goes on; a single run exits non-zero."""
+    is recorded as failed and the sweep goes on; a single run exits non-zero. A multirun job
+    that already finished with the same config (a re-run sweep) is skipped (``resume=false`` re-runs)."""
+    earlier = _finished_job(cfg)
+    if earlier is not None:
+        log.info("job already done (results.json ok, same config): skipped; resume=false re-runs it")
+        return _objective(earlier)
     try:
         results = run(cfg)
     except USER_ERRORS as error:
@@ -102,4 +120,15 @@ def main(cfg: DictConfig) -> float | None:
             return None
         raise
     print(run_table(results, str(Path(cfg.output_dir) / "results.json")))
+    return _objective(results)
+
+
+def _finished_job(cfg: DictConfig) -> dict | None:
+    if not (_in_multirun() and cfg.resume):
+        return None
+    return finished(cfg.output_dir, OmegaConf.to_container(cfg, resolve=True))
+
+
+def _objective(results: dict) -> float | None:
+    """What a job returns to the sweeper: the test-error barrier, when the method has a path."""
     return results["summary"]["barrier"]["test_err"] if "summary" in results else None

@@ -46,6 +46,15 @@ class CsvTracker(Tracker):
             writer.writerows(zip(*(profile[k] for k in keys)))
 
 
+ALONG_X = "along/t"
+
+
+def profile_steps(profile: dict[str, list[float]]) -> list[dict[str, float]]:
+    """One W&B history row per grid point: ``along/<metric>`` at ``along/t``."""
+    keys = list(profile)
+    return [{f"along/{k}": float(v) for k, v in zip(keys, row)} for row in zip(*(profile[k] for k in keys))]
+
+
 def wandb_mode(configured: str | None) -> str:
     """online when an API key is configured, offline otherwise; WANDB_MODE or the config wins."""
     if configured:
@@ -60,17 +69,37 @@ def wandb_mode(configured: str | None) -> str:
     return "online" if has_key else "offline"
 
 
+def paper_of_run() -> str:
+    """The experiment (paper table) this job belongs to, "adhoc" outside one."""
+    from hydra.core.hydra_config import HydraConfig
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get("experiment") or "adhoc"
+    return "adhoc"
+
+
+def run_labels(cfg, paper: str) -> dict:
+    """W&B group, tags, job type and name: a workspace grouped by ``group`` puts one paper's
+    setting (dataset / arch) together; ``job_type`` (the method) and ``align-*`` tags split
+    it by method, so the runs of several seeds of one method fall into one line."""
+    return {"group": cfg.logger.group or f"{paper}/{cfg.dataset.name}/{cfg.arch.name}",
+            "tags": [f"paper-{paper}", cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}",
+                     *cfg.logger.tags],
+            "job_type": f"{cfg.method.name}-{cfg.align.name}",
+            "name": f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}"}
+
+
 class WandbTracker(Tracker):
+    """One W&B run per job; at the end its results.json is uploaded with it, so that
+    `modeconn-report --wandb ENTITY/PROJECT` reads the same records as from disk."""
+
     def __init__(self, cfg, out_dir: Path):
         import wandb
         self.wandb = wandb
+        self.out_dir = Path(out_dir)
         log_cfg = cfg.logger
-        choices = [cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}"]
         self.run = wandb.init(
             project=log_cfg.project, entity=log_cfg.entity, mode=wandb_mode(log_cfg.mode),
-            group=log_cfg.group or f"{cfg.dataset.name}-{cfg.arch.name}",
-            tags=[*choices, *log_cfg.tags], job_type=cfg.method.name,
-            name=f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}", dir=str(out_dir),
+            **run_labels(cfg, paper_of_run()), dir=str(out_dir),
             config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
         )
 
@@ -84,6 +113,12 @@ class WandbTracker(Tracker):
         self.run.log({"path/table": table})
         for metric in keys[1:]:
             self.run.log({f"path/{metric}": self.wandb.plot.line(table, "t", metric, title=f"{metric} along the path")})
+        # The same profile as history against its own x axis, so that W&B line plots overlay
+        # the runs of a group and average a method's seeds (the report's "along the path" panels).
+        self.run.define_metric(ALONG_X)
+        self.run.define_metric("along/*", step_metric=ALONG_X)
+        for step in profile_steps(profile):
+            self.run.log(step)
 
     def log_summary(self, values):
         self.run.summary.update(values)
@@ -92,6 +127,9 @@ class WandbTracker(Tracker):
         self.run.log({name: self.wandb.Image(str(path))})
 
     def finish(self):
+        results = self.out_dir / "results.json"
+        if results.exists():
+            self.run.save(str(results), base_path=str(self.out_dir), policy="now")
         self.run.finish()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from modeconn.report.collect import mean_std_cell
+from modeconn.report.table import Table, render
 from modeconn.runners.anokhin import method_cost
 
 METHODS = ("linear", "arc", "gauss", "bfly", "wa", "flow")
@@ -64,16 +65,16 @@ def _order(key: tuple[str, str]) -> tuple:
     return (align != "none", align, METHODS.index(method))
 
 
-def markdown(runs: list[dict]) -> str:
+def tables(runs: list[dict]) -> list[Table]:
     out = []
     for (dataset, net), groups in sorted(collect(runs).items()):
-        out += [f"### Anokhin & Yarotsky 2020: {dataset} / {net}", "",
-                "| connection | " + " | ".join(COLUMNS) + " | runs |", "|---|" + "---|" * (len(COLUMNS) + 1)]
+        table = Table(f"Anokhin & Yarotsky 2020: {dataset} / {net}", [*COLUMNS, "runs"], corner="connection")
         for key in sorted(groups, key=_order):
-            out.append(f"| {row_name(*key)} | " + " | ".join(_row(groups[key])) + f" | {len(groups[key])} |")
-        out += ["", REFERENCE, ""]
-    return "\n".join(out)
+            table.add(row_name(*key), [*_row(groups[key]), len(groups[key])])
+        table.notes.append(REFERENCE)
+        out.append(table)
+    return out
 
 
-def report(runs: list[dict]) -> str:
-    return markdown(runs)
+def markdown(runs: list[dict]) -> str:
+    return render(tables(runs), "md")

@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from modeconn.report.collect import mean_std_cell, method_option
+from modeconn.report.table import Table, render
 
 # Test error % of (deep ensemble, ESPRO) by number of members, read off the paper's figure (approximate).
 REFERENCE = {
@@ -60,30 +61,36 @@ def _metric_cells(points: list[dict]) -> list[str]:
     return [mean_std_cell([get(p) for p in points], fmt) for _, get, fmt in METRICS]
 
 
-def ensemble_markdown(runs: list[dict], key: tuple, setting: tuple[str, str]) -> list[str]:
+def ensemble_table(runs: list[dict], key: tuple, setting: tuple[str, str]) -> Table | None:
     espro = [run["ensemble"] for run in runs if "ensemble" in run]
     if not espro:
-        return []
+        return None
     deep = [e["baseline"] for e in espro if "baseline" in e]
     equal = [e["baseline_equal_cost"] for e in espro if "baseline_equal_cost" in e]
     names = [f"deep ensemble {n}" for n, _, _ in METRICS] + [f"ESPRO {n}" for n, _, _ in METRICS]
-    out = [f"### ESPRO ({setting_label(key)}) vs deep ensembles (test)", "",
-           "| members | " + " | ".join(names) + " | runs |", "|---" * (len(names) + 2) + "|"]
+    table = Table(f"Benton et al. 2021 — {setting[0]} / {setting[1]}: ESPRO ({setting_label(key)}) vs deep "
+                  "ensembles (test)", [*names, "runs"], corner="members")
     for k in sorted({p["members"] for e in espro + deep for p in e.get("curve", [])}):
         d, s = _at(deep, k), _at(espro, k)
-        out.append(f"| {k} | " + " | ".join(_metric_cells(d) + _metric_cells(s)) + f" | {max(len(d), len(s))} |")
+        table.add(str(k), [*_metric_cells(d), *_metric_cells(s), max(len(d), len(s))])
     if equal:
         members = "/".join(str(m) for m in sorted({e["members"] for e in equal}))
-        out.append(f"| deep ensemble, equal cost ({members} members) | " + " | ".join(_metric_cells(equal))
-                   + " |" * (len(METRICS) + 1) + f" {len(equal)} |")
+        table.add(f"deep ensemble, equal cost ({members} members)",
+                  [*_metric_cells(equal), *[""] * len(METRICS), len(equal)])
     budgets = [(name, [e["budget_epochs"] for e in group if "budget_epochs" in e])
                for name, group in (("deep ensemble", deep), ("ESPRO", espro), ("deep ensemble, equal cost", equal))]
-    out += ["", "Training budget (epochs): " + "; ".join(f"{n} {mean_std_cell(b, '.4g')}" for n, b in budgets if b) + "."]
-    references = {k: v for k, v in REFERENCE.items() if k == setting} or REFERENCE
-    out += ["", "| | members | deep ensemble err % | ESPRO err % |", "|---|---|---|---|"]
-    for name, points in references.values():
-        out += [f"| paper ({name}, approx.) | {k} | {d} | {s} |" for k, (d, s) in points.items()]
-    return out + [""]
+    table.notes.append("Training budget (epochs): " + "; ".join(f"{n} {mean_std_cell(b, '.4g')}"
+                                                                for n, b in budgets if b) + ".")
+    if setting in REFERENCE:
+        name, points = REFERENCE[setting]
+        for k, (d, s) in points.items():       # the paper gives the error only
+            table.add(f"{k}", [d, *[""] * (len(METRICS) - 1), s], paper=True)
+        table.notes.append(f"Paper rows: {name}, read off its figure (approximate).")
+    else:
+        table.notes.append("Paper (test error % of deep ensemble / ESPRO by members, read off its figure, approx.): "
+                           + "; ".join(f"{name}: " + ", ".join(f"{k}: {d} / {s}" for k, (d, s) in points.items())
+                                       for name, points in REFERENCE.values()) + ".")
+    return table
 
 
 def _simplex_values(run: dict) -> tuple[float, ...]:
@@ -99,36 +106,33 @@ def _complex_values(run: dict) -> tuple[float, ...]:
             summary["test_err"]["max"], summary["barrier"]["test_err"])
 
 
-def _rows(groups: dict, values, labels, formats: tuple[str, ...]) -> list[str]:
+def _add_rows(table: Table, groups: dict, values, labels, formats: tuple[str, ...]) -> Table:
     """One row per group: its label, each column's mean +- std over the group's runs, the run count."""
-    out = []
     for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         v = np.array([values(run) for run in runs])
-        cells = [mean_std_cell(v[:, j], fmt) for j, fmt in enumerate(formats)]
-        out.append(f"| {labels(key, runs)} | " + " | ".join(cells) + f" | {len(runs)} |")
+        table.add(labels(key, runs), [*(mean_std_cell(v[:, j], fmt) for j, fmt in enumerate(formats)), len(runs)])
+    return table
+
+
+def tables(runs: list[dict]) -> list[Table]:
+    """The paper's tables for whichever settings the simplex / complex runs cover (none when none)."""
+    out = []
+    for (dataset, arch), entry in sorted(collect(runs).items()):
+        where = f"Benton et al. 2021 — {dataset} / {arch}"
+        for key, group in sorted(entry["simplex"].items(), key=lambda kv: str(kv[0])):
+            out += filter(None, [ensemble_table(group, key, (dataset, arch))])
+        if entry["simplex"]:
+            table = Table(f"{where}: simplex (component 0; test error %, volume)", [*SIMPLEX_COLUMNS, "runs"],
+                          corner="simplex")
+            out.append(_add_rows(table, entry["simplex"], _simplex_values, lambda key, _: setting_label(key),
+                                 (".2f",) * 4 + (".3g",)))
+        if entry["complex"]:
+            table = Table(f"{where}: mode-connecting complex (test error %; path mode 0 → connectors' centroid → "
+                          "mode 1)", [*COMPLEX_COLUMNS, "runs"], corner="modes / connectors")
+            out.append(_add_rows(table, entry["complex"], _complex_values, lambda key, _: f"{key[0]} / {key[1]}",
+                                 (".2f",) * 5))
     return out
 
 
 def markdown(runs: list[dict]) -> str:
-    out = []
-    for (dataset, arch), entry in sorted(collect(runs).items()):
-        out += [f"## Benton et al. 2021 — {dataset} / {arch}", ""]
-        for key, group in sorted(entry["simplex"].items(), key=lambda kv: str(kv[0])):
-            out += ensemble_markdown(group, key, (dataset, arch))
-        if entry["simplex"]:
-            out += ["### Simplex (component 0; test error %, volume)", "",
-                    "| simplex | " + " | ".join(SIMPLEX_COLUMNS) + " | runs |", "|---" * (len(SIMPLEX_COLUMNS) + 2) + "|"]
-            out += _rows(entry["simplex"], _simplex_values, lambda key, _: setting_label(key), (".2f",) * 4 + (".3g",))
-            out.append("")
-        if entry["complex"]:
-            out += ["### Mode-connecting complex (test error %; path mode 0 → connectors' centroid → mode 1)", "",
-                    "| modes / connectors | " + " | ".join(COMPLEX_COLUMNS) + " | runs |",
-                    "|---" * (len(COMPLEX_COLUMNS) + 2) + "|"]
-            out += _rows(entry["complex"], _complex_values, lambda key, _: f"{key[0]} / {key[1]}", (".2f",) * 5)
-            out.append("")
-    return "\n".join(out)
-
-
-def report(runs: list[dict]) -> str:
-    """The paper's tables for whichever settings the simplex / complex runs cover ("" when none)."""
-    return markdown(runs)
+    return render(tables(runs), "md")

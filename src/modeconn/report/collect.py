@@ -39,3 +39,13 @@ def mean_std_cell(values, fmt: str = ".2f") -> str:
     if len(values) == 1:
         return f"{values[0]:{fmt}}"
     return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"
+
+
+def method_label(run: dict) -> str:
+    """How the dashboard names a run's method: the method, its alignment and PAM ("bezier", "bezier+activation+PAM")."""
+    parts = [run["method"]]
+    if run.get("align", "none") != "none":
+        parts.append(run["align"])
+    if uses_pam(run):
+        parts.append("PAM")
+    return "+".join(parts)

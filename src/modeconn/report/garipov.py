@@ -10,6 +10,7 @@ from collections import defaultdict
 import numpy as np
 
 from modeconn.report.collect import mean_std_cell, method_option, uses_pam
+from modeconn.report.table import Table, render
 
 COLUMNS = ("train_loss min", "train_loss max", "test_err min", "test_err max")
 ROWS = (("Single", "endpoints"), ("Line", "linear"), ("Bezier", "bezier"), ("Poly", "polychain"))
@@ -60,22 +61,19 @@ def curve_table(runs: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[
     return table
 
 
-def markdown(runs: list[dict]) -> str:
-    out = []
+def curve_tables(runs: list[dict]) -> list[Table]:
+    tables = []
     for (dataset, arch), rows in sorted(curve_table(runs).items()):
-        out += [f"### Garipov et al. 2018 curves: {dataset} / {arch}", "",
-                "| | " + " | ".join(COLUMNS) + " | seeds |", "|---" * (len(COLUMNS) + 2) + "|"]
+        table = Table(f"Garipov et al. 2018 curves: {dataset} / {arch}", [*COLUMNS, "seeds"])
         for row, _ in ROWS:
             if rows.get(row):
                 values = np.array(rows[row])
-                cells = [mean_std_cell(values[:, j], ".3f" if j < 2 else ".2f") for j in range(4)]
-                out.append(f"| {row} | " + " | ".join(cells) + f" | {len(values)} |")
-        reference = REFERENCE.get((dataset, arch))
-        if reference:
-            out += ["", "Paper (README):", ""]
-            out += [f"| {row} (paper) | " + " | ".join(f"{v}" for v in vals) + " | |" for row, vals in reference.items()]
-        out.append("")
-    return "\n".join(out)
+                table.add(row, [*(mean_std_cell(values[:, j], ".3f" if j < 2 else ".2f") for j in range(4)),
+                                len(values)])
+        for row, values in REFERENCE.get((dataset, arch), {}).items():
+            table.add(row, values, paper=True)
+        tables.append(table)
+    return tables
 
 
 def fge_table(runs: list[dict]) -> dict:
@@ -89,13 +87,12 @@ def fge_table(runs: list[dict]) -> dict:
     return table
 
 
-def fge_markdown(runs: list[dict]) -> str:
-    out = []
+def fge_tables(runs: list[dict]) -> list[Table]:
+    tables = []
     for (dataset, arch), rows in sorted(fge_table(runs).items()):
         budgets = sorted({b for by_budget in rows.values() for b in by_budget})
-        out += [f"### Garipov et al. 2018 FGE vs independent ensembles: {dataset} / {arch}", "",
-                "| | " + " | ".join(f"budget {b}: acc % / NLL" for b in budgets) + " |",
-                "|---" * (len(budgets) + 1) + "|"]
+        table = Table(f"Garipov et al. 2018 FGE vs independent ensembles: {dataset} / {arch}",
+                      [f"budget {b}: acc % / NLL" for b in budgets])
         for row, _ in FGE_ROWS:
             cells = []
             for b in budgets:
@@ -103,19 +100,23 @@ def fge_markdown(runs: list[dict]) -> str:
                 acc = mean_std_cell([m['test_acc'] for m in members], '.2f')
                 nll = mean_std_cell([m['test_nll'] for m in members], '.4f')
                 cells.append(f"{acc} / {nll}" if members else "")
-            out.append(f"| {row} | " + " | ".join(cells) + " |")
+            table.add(row, cells)
         single = [m["baseline"] for by_budget in rows.get("FGE", {}).values() for m in by_budget]
         if single:
-            out.append(f"| Single | {mean_std_cell([m['test_acc'] for m in single], '.2f')} / "
-                       f"{mean_std_cell([m['test_nll'] for m in single], '.4f')} |" + " |" * (len(budgets) - 1))
-        reference = FGE_REFERENCE.get((dataset, arch))
-        if reference:
-            out += ["", "Paper (test acc %, budgets 1/2/3):", ""]
-            out += [f"| {row} (paper) | " + " | ".join(map(str, vals)) + " |" for row, vals in reference.items()]
-        out.append("")
-    return "\n".join(out)
+            table.add("Single", [f"{mean_std_cell([m['test_acc'] for m in single], '.2f')} / "
+                                 f"{mean_std_cell([m['test_nll'] for m in single], '.4f')}"])
+        for row, values in FGE_REFERENCE.get((dataset, arch), {}).items():
+            table.add(row, [f"{v} / " for v in values][:len(budgets)], paper=True)
+        if FGE_REFERENCE.get((dataset, arch)):
+            table.notes.append("The paper reports test accuracy only (budgets 1/2/3).")
+        tables.append(table)
+    return tables
 
 
-def report(runs: list[dict]) -> str:
+def tables(runs: list[dict]) -> list[Table]:
     """Both of the paper's tables, for whichever settings the runs cover."""
-    return "\n".join(part for part in (markdown(runs), fge_markdown(runs)) if part.strip())
+    return curve_tables(runs) + fge_tables(runs)
+
+
+def markdown(runs: list[dict]) -> str:
+    return render(tables(runs), "md")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from modeconn.report.collect import mean_std_cell
+from modeconn.report.table import Table, render
 
 REFERENCE = ("Paper (CIFAR-10 VGG-11, read off its figure, unverified): train loss ~0.05 at the ends, "
              "peak ~0.22 along the constructed path.")
@@ -41,7 +42,7 @@ def _path_row(runs: list[dict]) -> list[str]:
             mean_std_cell([r["summary"]["test_err"]["max"] for r in runs]), f"{holds}/{len(runs)}"]
 
 
-def _stability_rows(groups: dict) -> list[str]:
+def _stability_table(groups: dict, title: str) -> Table | None:
     """Median-draw loss with every hidden layer dropped, per keep probability, per training
     dropout; each endpoint counted once (the variants' runs share their endpoints)."""
     curves: dict = defaultdict(dict)   # training dropout -> endpoint key -> curve
@@ -55,27 +56,32 @@ def _stability_rows(groups: dict) -> list[str]:
             for row in curve:
                 by_dropout[dropout][row["keep"]].append(row["typical"])
     if not by_dropout:
-        return []
+        return None
     keeps = sorted({k for rows in by_dropout.values() for k in rows})
-    out = ["| training dropout | " + " | ".join(f"keep {k:g}" for k in keeps) + " |",
-           "|---|" + "---|" * len(keeps)]
+    table = Table(title, [f"keep {k:g}" for k in keeps], corner="training dropout")
     for dropout, rows in sorted(by_dropout.items()):
-        out.append(f"| {dropout:g} | " + " | ".join(mean_std_cell(rows.get(k, []), ".3f") for k in keeps) + " |")
+        table.add(f"{dropout:g}", [mean_std_cell(rows.get(k, []), ".3f") for k in keeps])
+    table.notes.append(REFERENCE)
+    return table
+
+
+def tables(runs: list[dict]) -> list[Table]:
+    out = []
+    for (dataset, arch), groups in sorted(collect(runs).items()):
+        path = Table(f"Kuditipudi et al. 2019: {dataset} / {arch}, the constructed path (train NLL, nats)",
+                     [*PATH_COLUMNS, "runs"], corner="training dropout, variant")
+        for (dropout, variant), group in sorted(groups.items()):
+            path.add(f"{dropout:g}, {variant}", [*_path_row(group), len(group)])
+        out.append(path)
+        stability = _stability_table(groups, f"Kuditipudi et al. 2019: {dataset} / {arch}, loss under dropout "
+                                     "(every hidden layer; median of the random draws; train NLL on the search "
+                                     "subset), mean over the distinct endpoints")
+        if stability:
+            out.append(stability)
+        else:
+            path.notes.append(REFERENCE)
     return out
 
 
 def markdown(runs: list[dict]) -> str:
-    out = []
-    for (dataset, arch), groups in sorted(collect(runs).items()):
-        out += [f"### Kuditipudi et al. 2019: {dataset} / {arch}, the constructed path (train NLL, nats)", "",
-                "| training dropout, variant | " + " | ".join(PATH_COLUMNS) + " | runs |",
-                "|---|" + "---|" * (len(PATH_COLUMNS) + 1)]
-        for (dropout, variant), group in sorted(groups.items()):
-            out.append(f"| {dropout:g}, {variant} | " + " | ".join(_path_row(group)) + f" | {len(group)} |")
-        out += ["", "Loss under dropout (every hidden layer; median of the random draws; train NLL on the "
-                "search subset), mean over the distinct endpoints:", "", *_stability_rows(groups), "", REFERENCE, ""]
-    return "\n".join(out)
-
-
-def report(runs: list[dict]) -> str:
-    return markdown(runs)
+    return render(tables(runs), "md")

@@ -12,6 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from modeconn.report.collect import mean_std_cell, method_option, uses_pam
+from modeconn.report.table import Table, render
 
 # README of IBM/NeuronAlignment: test accuracy % (endpoint; then avg / min along the curve).
 REFERENCE = {
@@ -51,37 +52,40 @@ def collect(runs: list[dict]) -> dict:
     return table
 
 
-def markdown(runs: list[dict]) -> str:
+def tables(runs: list[dict]) -> list[Table]:
     out = []
     for (dataset, arch), entry in sorted(collect(runs).items()):
         if set(entry["curves"]) <= {"unaligned"} and set(entry["lines"]) <= {"none"}:
             continue  # nothing aligned: Garipov's table already shows these runs
-        out += [f"### Tatro et al. 2020: {dataset} / {arch} (test accuracy %)", "",
-                "| | avg along path | min along path | test-error barrier | runs |", "|---|---|---|---|---|"]
+        table = Table(f"Tatro et al. 2020: {dataset} / {arch} (test accuracy %)",
+                      ["avg along path", "min along path", "test-error barrier", "runs"])
         if entry["endpoint"]:
             accs = entry["endpoint"].values()
-            out.append(f"| Endpoints | {mean_std_cell(accs)} | | | {len(accs)} |")
+            table.add("Endpoints", [mean_std_cell(accs), "", "", len(accs)])
         for label in CURVE_ORDER:
             rows = entry["curves"].get(label)
             if rows:
                 v = np.array(rows)
-                out.append(f"| Curve, {label} | {mean_std_cell(v[:, 0])} | {mean_std_cell(v[:, 1])} | | {len(v)} |")
+                table.add(f"Curve, {label}", [mean_std_cell(v[:, 0]), mean_std_cell(v[:, 1]), "", len(v)])
         for align in LINE_ALIGNS:
             rows = entry["lines"].get(align)
             if rows:
                 v = np.array(rows)
                 label = "unaligned" if align == "none" else f"aligned ({align})"
-                cells = " | ".join(mean_std_cell(v[:, j]) for j in range(3))
-                out.append(f"| Line, {label} | {cells} | {len(v)} |")
-        references = {k: v for k, v in REFERENCE.items() if k == (dataset, arch)} or REFERENCE
-        out += ["", "Paper (CIFAR, test accuracy %: endpoint; curve avg / min):" if references is REFERENCE
-                else "Paper (same setting):", ""]
-        for (ref_data, ref_arch), ref in references.items():
-            curves = "; ".join(f"{k} {a} / {m}" for k, (a, m) in ((k, v) for k, v in ref.items() if k != "endpoint"))
-            out.append(f"- {ref_data} / {ref_arch}: endpoint {ref['endpoint']}; {curves}")
-        out.append("")
-    return "\n".join(out)
+                table.add(f"Line, {label}", [*(mean_std_cell(v[:, j]) for j in range(3)), len(v)])
+        reference = REFERENCE.get((dataset, arch))
+        if reference:
+            table.add("Endpoints", [reference["endpoint"]], paper=True)
+            for label, (avg, low) in ((k, v) for k, v in reference.items() if k != "endpoint"):
+                table.add(f"Curve, {label}", [avg, low], paper=True)
+        else:
+            table.notes.append("Paper (CIFAR, test accuracy %: endpoint; curve avg / min):")
+            for (ref_data, ref_arch), ref in REFERENCE.items():
+                curves = "; ".join(f"{k} {a} / {m}" for k, (a, m) in ((k, v) for k, v in ref.items() if k != "endpoint"))
+                table.notes.append(f"- {ref_data} / {ref_arch}: endpoint {ref['endpoint']}; {curves}")
+        out.append(table)
+    return out
 
 
-def report(runs: list[dict]) -> str:
-    return markdown(runs)
+def markdown(runs: list[dict]) -> str:
+    return render(tables(runs), "md")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -32,9 +33,12 @@ def fit(module: L.LightningModule, *, epochs: int, work_dir: Path, trainer_cfg: 
     # One rolling checkpoint (no monitor: top-1 is the latest epoch), overwritten in place.
     checkpoint = ModelCheckpoint(dirpath=work_dir, filename="last", save_top_k=1, every_n_epochs=1,
                                  enable_version_counter=False)
+    accelerator, devices = trainer_cfg.get("accelerator", "cpu"), trainer_cfg.get("devices", 1)
+    if accelerator == "gpu" and devices == 1 and torch.cuda.is_available():
+        devices = [torch.cuda.current_device()]      # the GPU the app chose for this sweep job
     trainer = L.Trainer(
-        accelerator=trainer_cfg.get("accelerator", "cpu"),
-        devices=trainer_cfg.get("devices", 1),
+        accelerator=accelerator,
+        devices=devices,
         precision=trainer_cfg.get("precision", "32-true"),
         max_epochs=epochs,
         limit_train_batches=limit_batches or 1.0,
