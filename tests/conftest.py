@@ -54,3 +54,20 @@ def random_dataset(n: int = 300, n_test: int = 100, shape=(1, 40), seed: int = 0
     x = torch.randn(n, *shape, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     return Dataset("toy", x, y, x[:n_test].clone(), y[:n_test].clone(), 10, tuple(shape), None)
+
+
+def seeded_states(name: str, params: dict, shape, seeds=(0, 1), bias_std: float | None = None):
+    """The network ``name`` initialised with each seed (eval mode): the last model and every
+    seed's state dict; biases redrawn from N(0, bias_std) when given (so they matter too)."""
+    from modeconn.models import build_model
+    states = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = build_model(name, params, shape, 10).eval()
+        if bias_std is not None:
+            with torch.no_grad():
+                for key, p in model.named_parameters():
+                    if key.endswith("bias"):
+                        p.normal_(0, bias_std)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return model, states

@@ -16,6 +16,7 @@ from modeconn.paths.dropout import (FUNCTION_PRESERVING, TOP_LAYER, PiecewiseLin
                                     dropped_state)
 from modeconn.paths.units import NotAChain, UnitChain
 from modeconn.results import read_results, validate
+from conftest import seeded_states
 
 # (name, params, input shape): every chain family the construction claims, at test size.
 ARCHS = {
@@ -28,15 +29,7 @@ ARCHS = {
 
 def net_pair(arch: str):
     name, params, shape = ARCHS[arch]
-    states = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = build_model(name, params, shape, 10).eval()
-        with torch.no_grad():   # larger biases than the init, so dead units' biases matter too
-            for key, p in model.named_parameters():
-                if key.endswith("bias"):
-                    p.normal_(0, 0.3)
-        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    model, states = seeded_states(name, params, shape, bias_std=0.3)   # larger biases than the init
     chain = UnitChain.from_model(model, shape)
     x = torch.randn(48, *shape, generator=torch.Generator().manual_seed(2))
     return model, chain, states, x

@@ -133,6 +133,33 @@ def test_kuditipudi_tables_group_by_training_dropout_and_variant():
     assert "VGG-11" in text and markdown([_path_run("bezier", 0)]) == ""
 
 
+def _anokhin_run(method, align, seed, peak, depth=1, width=2000, cost=None):
+    run = _path_run(method, seed, err=(10.0, peak))
+    run["endpoints"] = [{"test_err": 10.0}, {"test_err": 10.2}]
+    run.update(dataset="fashion_mnist", arch="mlp", align=align,
+               config={"arch": {"params": {"depth": depth, "width": width, "bias": True}}})
+    if cost:
+        run["anokhin"] = {"cost": cost}
+    return run
+
+
+def test_anokhin_table_orders_connections_by_complexity_and_names_their_cost():
+    from modeconn.report.anokhin import markdown
+    runs = [_anokhin_run("wa", "ot", 0, 10.5, cost="weights + OT + features"), _anokhin_run("linear", "none", 0, 14.0),
+            _anokhin_run("linear", "none", 1, 15.0), _anokhin_run("arc", "none", 0, 12.0, cost="weights + neuron means"),
+            _anokhin_run("linear", "ot", 0, 11.0), _anokhin_run("linear", "none", 0, 13.0, depth=2, width=512),
+            _kuditipudi_run(0, 0.5)]
+    text = markdown(runs)
+    assert text.count("### Anokhin & Yarotsky 2020: fashion_mnist / mlp 1 x 2000") == 1
+    assert "fashion_mnist / mlp 2 x 512" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "connection" not in line]
+    assert [r.split(" | ")[0] for r in rows[:4]] == ["| Linear", "| Arc", "| OT + Linear", "| OT + WA"]
+    assert rows[0].startswith("| Linear | 10.10 ± 0.00 | 14.50 ± 0.50 |") and rows[0].endswith("| weights | 2 |")
+    assert "| weights + neuron matching (OT) |" in rows[2]     # derived for runs without the section
+    assert "| weights + OT + features |" in rows[3] and "MNIST" in text
+    assert markdown([_path_run("bezier", 0)]) == ""
+
+
 def test_table_renders_markdown_latex_and_numeric_csv_with_paper_rows():
     import csv
     import io

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.paths import ParameterSpace
+from modeconn.paths.units import NotAChain
 from modeconn.report.console import run_table
 from modeconn.resume import finished
 from modeconn.results import RunRecord
@@ -27,7 +28,7 @@ from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Bad input, reported as one line instead of a traceback.
-USER_ERRORS = (DatasetNotFound, IncompatibleCheckpoint, CorruptEntry)
+USER_ERRORS = (DatasetNotFound, IncompatibleCheckpoint, CorruptEntry, NotAChain)
 log = logging.getLogger("modeconn")
 MAX_DIRNAME = 120
 

@@ -26,6 +26,8 @@ SUBSPACE_KEYS = ("modes", "optima_test_err", "triangles", "subspace_test_err_max
                  "subspace_gap", "flat_gap", "diversity")
 TOY_KEYS = ("landscape", "optima", "connect", "cuts", "radius", "files")
 CUT_KEYS = ("dim", "radius_scale", "anchor_radius", "final_radius", "test_err")
+ANOKHIN_KEYS = ("method", "align", "hidden_layers", "connect", "cost")
+LAYERWISE_KEYS = ("fit_samples", "ridge", "segments_count", "segments")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -112,6 +114,37 @@ def validate(results: dict) -> list[str]:
         for t in results["subspace"].get("triangles", []):
             if any(len(t.get(f"{kind}_test_err", [])) != n for kind in ("subspace", "flat")):
                 problems.append(f"subspace triangle {t.get('optima')} does not cover the {n}-point grid")
+    if "anokhin" in results:
+        problems += _anokhin_problems(results)
+    return problems
+
+
+def _anokhin_problems(results: dict) -> list[str]:
+    """Anokhin & Yarotsky's connections: the connection and its cost; the layer-wise ones (WA,
+    B-fly) with their fitting data and one record per segment covering the path's t; the
+    latent-space ones (gauss, flow) with their round-trip error, the flow with one stored
+    flow per hidden layer."""
+    section = results["anokhin"]
+    problems = [f"anokhin lacks {k}" for k in ANOKHIN_KEYS if k not in section]
+    if section.get("method") in ("wa", "bfly"):
+        problems += [f"anokhin lacks {k}" for k in LAYERWISE_KEYS if k not in section]
+        segments = section.get("segments", [])
+        if len(segments) != section.get("segments_count"):
+            problems.append(f"anokhin has {len(segments)} segments, segments_count {section.get('segments_count')}")
+        for i, seg in enumerate(segments):
+            if seg.get("start") != i or seg.get("end") != i + 1:
+                problems.append(f"anokhin.segments[{i}] spans {seg.get('start')}..{seg.get('end')}, not {i}..{i + 1}")
+        t = results.get("path", {}).get("t", [])
+        if t and segments and (t[0] != 0 or t[-1] != len(segments)):
+            problems.append(f"path t runs {t[0]}..{t[-1]}, the segments 0..{len(segments)}")
+    if section.get("method") in ("gauss", "flow") and "round_trip_error" not in section:
+        problems.append("anokhin lacks round_trip_error")
+    if section.get("method") == "flow":
+        flows = section.get("flows", [])
+        if len(flows) != section.get("hidden_layers"):
+            problems.append(f"anokhin has {len(flows)} flows for {section.get('hidden_layers')} hidden layers")
+        problems += [f"anokhin.flows[{i}] lacks {k}" for i, f in enumerate(flows) for k in ("key", "cached")
+                     if k not in f]
     return problems
 
 

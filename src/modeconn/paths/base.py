@@ -12,6 +12,14 @@ from torch import nn
 from modeconn.paths.space import ParameterSpace
 
 
+def segment_grid(segments: int, points_per_segment: int) -> torch.Tensor:
+    """Evaluation t of a path over [0, segments]: ``points_per_segment`` evenly spaced points per
+    segment (both ends included, shared ends once), so every integer t is evaluated exactly."""
+    steps = points_per_segment - 1
+    t = (torch.arange(segments)[:, None] + torch.arange(steps)[None, :] / steps).reshape(-1)
+    return torch.cat([t, torch.tensor([float(segments)])]).unsqueeze(1)
+
+
 class Path(nn.Module):
     """Base class: subclasses implement `vector(coords)`.
 

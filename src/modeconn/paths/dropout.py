@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from modeconn.paths.base import ControlPointPath
+from modeconn.paths.base import ControlPointPath, segment_grid
 from modeconn.paths.curves import hat_coefficients
 from modeconn.paths.space import ParameterSpace
 from modeconn.paths.units import UnitChain
@@ -209,6 +209,4 @@ class PiecewiseLinearPath(ControlPointPath):
         return torch.rand(n, 1, generator=generator) * self.segments
 
     def grid(self) -> torch.Tensor:
-        steps = self.points_per_segment - 1   # integer t exactly at the vertices
-        t = (torch.arange(self.segments)[:, None] + torch.arange(steps)[None, :] / steps).reshape(-1)
-        return torch.cat([t, torch.tensor([float(self.segments)])]).unsqueeze(1)
+        return segment_grid(self.segments, self.points_per_segment)

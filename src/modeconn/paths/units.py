@@ -67,24 +67,26 @@ class UnitChain:
         return [k for k in (self.top_weight, self.top_bias) if k is not None]
 
     @classmethod
-    def from_model(cls, model: nn.Module, input_shape: tuple[int, ...]) -> UnitChain:
-        """The chain of ``model``; :class:`NotAChain` saying why when the construction does not apply."""
+    def from_model(cls, model: nn.Module, input_shape: tuple[int, ...], method: str = "dropout",
+                   reason: str = "rescaling a unit by 1/keep must pass through every layer") -> UnitChain:
+        """The chain of ``model``; :class:`NotAChain` saying why (``reason``) when ``method`` does not apply."""
         for name, module in model.named_modules():
             if not list(module.children()) and not isinstance(module, HOMOGENEOUS_LAYERS):
                 raise NotAChain(
-                    f"method=dropout needs a feed-forward net of Linear/Conv, ReLU, pooling and dropout layers "
-                    f"(rescaling a unit by 1/keep must pass through every layer); {name or 'the model'} is "
+                    f"method={method} needs a feed-forward net of Linear/Conv, ReLU, pooling and dropout layers "
+                    f"({reason}); {name or 'the model'} is "
                     f"{type(module).__name__}"
                     + (" (mlp, convnet and vgg16 build without it: arch.params.batchnorm=false)"
                        if isinstance(module, nn.modules.batchnorm._BatchNorm) else ""))
         try:
             spec = permutation_spec(model, input_shape)
         except UnsupportedGraph as error:
-            raise NotAChain(f"method=dropout: {error}") from error
-        return cls.from_spec(spec, dict(model.named_parameters()))
+            raise NotAChain(f"method={method}: {error}") from error
+        return cls.from_spec(spec, dict(model.named_parameters()), method)
 
     @classmethod
-    def from_spec(cls, spec: PermutationSpec, params: Mapping[str, torch.Tensor]) -> UnitChain:
+    def from_spec(cls, spec: PermutationSpec, params: Mapping[str, torch.Tensor],
+                  method: str = "dropout") -> UnitChain:
         by_weight: dict[str, HiddenLayer] = {}
         for group in spec.groups:
             rows = [a for a in group.axes if a.dim == 0]
@@ -92,7 +94,7 @@ class UnitChain:
             weights = [a.key for a in rows if a.key.endswith("weight")]
             if len(weights) != 1 or len(cols) != 1 or any(a.offset or a.block != 1 for a in rows) \
                     or cols[0].offset or len(rows) > 2:
-                raise NotAChain(f"method=dropout needs each hidden layer to feed exactly the next one; units of "
+                raise NotAChain(f"method={method} needs each hidden layer to feed exactly the next one; units of "
                                 f"{group.name} appear in {sorted({a.key for a in group.axes})} (a residual sum, "
                                 "a concatenation or a normalisation layer)")
             bias = next((a.key for a in rows if a.key != weights[0]), None)
@@ -101,7 +103,7 @@ class UnitChain:
         consumed = {layer.out_weight for layer in by_weight.values()}
         first = [w for w in by_weight if w not in consumed]
         if len(first) != 1:
-            raise NotAChain(f"method=dropout needs one chain of hidden layers; it starts at {first or 'none'}")
+            raise NotAChain(f"method={method} needs one chain of hidden layers; it starts at {first or 'none'}")
         layers, weight = [], first[0]
         while weight in by_weight:
             layers.append(by_weight[weight])
@@ -112,7 +114,7 @@ class UnitChain:
         known = {k for layer in layers for k in (layer.weight, layer.bias, top_weight, top_bias) if k}
         extra = sorted(set(params) - known)
         if len(layers) != len(by_weight) or extra:
-            raise NotAChain(f"method=dropout needs one chain of hidden layers; parameters outside it: "
+            raise NotAChain(f"method={method} needs one chain of hidden layers; parameters outside it: "
                             f"{extra or sorted(set(by_weight) - {layer.weight for layer in layers})}")
         return cls(layers, top_weight, top_bias)
 

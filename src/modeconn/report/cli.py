@@ -7,13 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from modeconn.report import benton, fort, garipov, kuditipudi, tatro
+from modeconn.report import anokhin, benton, fort, garipov, kuditipudi, tatro
 from modeconn.report.collect import load_runs
 from modeconn.report.table import as_tables, render
 
 # paper -> runs -> list[Table] (or, for modules in the older style, markdown text; see report/table.py)
-PAPERS = {"benton2021": benton.tables, "fort2019": fort.tables, "garipov2018": garipov.tables,
-          "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables}
+PAPERS = {"anokhin2020": anokhin.tables, "benton2021": benton.tables, "fort2019": fort.tables,
+          "garipov2018": garipov.tables, "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables}
 FORMATS = ("md", "tex", "csv")
 
 

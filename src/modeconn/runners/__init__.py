@@ -1,6 +1,6 @@
 """One runner per kind of method. Paths (linear, curves, ...) share `run_path`;
 methods that are not a 1-D path (FGE, ensembles, simplexes, complexes), or whose path is
-constructed from measurements (Kuditipudi's dropout path), register their own here."""
+constructed from measurements (Kuditipudi's dropout path, Anokhin's Arc/WA/B-fly/flow), register their own here."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,6 +10,7 @@ from modeconn.runners.path import run_path
 
 RUNNERS: dict[str, Callable[[RunContext], None]] = {}
 
+from modeconn.runners.anokhin import run_anokhin  # noqa: E402
 from modeconn.runners.cut import run_cut  # noqa: E402
 from modeconn.runners.dropout import run_dropout  # noqa: E402
 from modeconn.runners.ensemble import run_ensemble, run_fge  # noqa: E402
@@ -22,6 +23,8 @@ RUNNERS["ensemble"] = run_ensemble
 RUNNERS["simplex"] = run_simplex
 RUNNERS["complex"] = run_complex
 RUNNERS["dropout"] = run_dropout
+for _name in ("arc", "wa", "bfly", "gauss", "flow"):
+    RUNNERS[_name] = run_anokhin
 RUNNERS["toy"] = run_toy
 RUNNERS["cut"] = run_cut
 RUNNERS["subspace"] = run_subspace
