@@ -46,6 +46,8 @@ def test_wandb_runs_are_grouped_by_paper_setting_and_tagged_by_method(run_config
     assert labels["tags"] == ["paper-tatro2020", "digits", "mlp", "bezier", "align-activation", "mine"]
     assert labels["name"] == "bezier-activation-s2"
     assert run_labels(run_config("logger=wandb", "logger.group=g"), "adhoc")["group"] == "g"
+    toy = run_labels(run_config("logger=wandb", "method=toy"), "fort2019_toy")   # no data: not the defaults
+    assert toy["group"] == "fort2019_toy/toy/wedges" and "mnist1d" not in toy["tags"]
 
 
 def test_the_profile_is_history_against_its_own_x_axis():

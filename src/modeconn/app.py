@@ -20,7 +20,7 @@ from modeconn.paths import ParameterSpace
 from modeconn.paths.units import NotAChain
 from modeconn.report.console import run_table
 from modeconn.resume import finished
-from modeconn.results import RunRecord
+from modeconn.results import RunRecord, run_setting
 from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
 from modeconn.tracking import make_tracker
@@ -64,8 +64,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     needs_data = cfg.method.get("needs_data", True)
-    # A method without data (Fort's toy landscape) records what it ran on instead of the defaults.
-    dataset, arch = (cfg.dataset.name, cfg.arch.name) if needs_data else (cfg.method.name, "wedges")
+    dataset, arch = run_setting(cfg)
     record = RunRecord(out_dir, dataset=dataset, arch=arch, method=cfg.method.name,
                        align=cfg.align.name, seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
     tracker = None

@@ -30,6 +30,14 @@ ANOKHIN_KEYS = ("method", "align", "hidden_layers", "connect", "cost")
 LAYERWISE_KEYS = ("fit_samples", "ridge", "segments_count", "segments")
 
 
+def run_setting(cfg) -> tuple[str, str]:
+    """The (dataset, arch) a run records and is grouped by: a method without data (Fort's toy
+    landscape, `needs_data: false`) names itself and its landscape instead of the unused defaults."""
+    if cfg.method.get("needs_data", True):
+        return cfg.dataset.name, cfg.arch.name
+    return cfg.method.name, "wedges"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

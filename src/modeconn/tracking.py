@@ -11,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from modeconn.results import run_setting
+
 
 class Tracker:
     """Does nothing: logger=none."""
@@ -81,8 +83,9 @@ def run_labels(cfg, paper: str) -> dict:
     """W&B group, tags, job type and name: a workspace grouped by ``group`` puts one paper's
     setting (dataset / arch) together; ``job_type`` (the method) and ``align-*`` tags split
     it by method, so the runs of several seeds of one method fall into one line."""
-    return {"group": cfg.logger.group or f"{paper}/{cfg.dataset.name}/{cfg.arch.name}",
-            "tags": [f"paper-{paper}", cfg.dataset.name, cfg.arch.name, cfg.method.name, f"align-{cfg.align.name}",
+    dataset, arch = run_setting(cfg)
+    return {"group": cfg.logger.group or f"{paper}/{dataset}/{arch}",
+            "tags": [f"paper-{paper}", dataset, arch, cfg.method.name, f"align-{cfg.align.name}",
                      *cfg.logger.tags],
             "job_type": f"{cfg.method.name}-{cfg.align.name}",
             "name": f"{cfg.method.name}-{cfg.align.name}-s{cfg.seed}"}
