@@ -33,8 +33,10 @@ browser:
 demo: $(STAMP) data
 	$(PY) -m modeconn dataset=mnist1d arch=mlp method=linear logger=csv
 
+# Every test, the slow-marked ones too (they fit CI's budget: ~15 s today); plain `pytest`
+# skips them while developing.
 test: $(STAMP) data browser
-	WANDB_MODE=disabled $(PY) -m pytest -q $(PYTEST_ARGS)
+	WANDB_MODE=disabled $(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) data browser
 	WANDB_MODE=disabled $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
