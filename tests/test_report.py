@@ -367,3 +367,4 @@ def test_fort_tables_from_real_runs(run_config, tmp_path):
     from modeconn.report.dashboard import dashboard_html
     page = dashboard_html(runs)
     assert "Random cuts: test error reached" in page and "cut at radius x2" in page
+    assert "The wedge model" in page and "cut at radius 20" in page

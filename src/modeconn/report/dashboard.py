@@ -1,5 +1,6 @@
 """A static HTML page comparing methods, one section per (dataset, arch): error and loss
-along the path, barriers, ensembles against their members, random cuts, and the planes/slices.
+along the path, barriers, ensembles against their members, random cuts, the wedge model, and the
+planes/slices.
 
 plotly.js is embedded once in the page, so it opens from disk with no server and no
 network (clusters and laptops offline). Every figure shows one trace per method (method,
@@ -151,6 +152,37 @@ def cuts_figure(methods: dict[str, list[dict]]) -> go.Figure | None:
     return fig
 
 
+def toy_figure(methods: dict[str, list[dict]]) -> go.Figure | None:
+    """Fort & Jastrzebski's wedge model: the three predictions of the first toy run, side by side
+    (loss along the line and the trained path; cut success against d per radius; final radius
+    against the learning rate per L2)."""
+    toy = next((r["toy"] for runs in methods.values() for r in runs if "toy" in r), None)
+    if toy is None:
+        return None
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        "(1) max loss between optima in two wedges", "(2) cuts reaching low loss", "(3) final radius of noisy SGD"))
+    c = toy["connect"]
+    fig.add_trace(go.Bar(x=["straight line", "trained PolyChain"],
+                         y=[c["linear_max_loss_mean"], c["path_max_loss_mean"]], marker_color=PALETTE[:2],
+                         showlegend=False), row=1, col=1)
+    k = toy["cuts"]
+    for i, (r, row) in enumerate(zip(k["radii"], k["success"])):
+        fig.add_trace(go.Scatter(x=k["dims"], y=row, mode="lines+markers", name=f"cut at radius {r:g}",
+                                 line={"color": PALETTE[i % len(PALETTE)]}), row=1, col=2)
+    rad = toy["radius"]
+    for j, l2 in enumerate(rad["l2s"]):
+        fig.add_trace(go.Scatter(x=rad["lrs"], y=[row[j] for row in rad["final_radius"]], mode="lines+markers",
+                                 name=f"L2 {l2:g}", line={"color": PALETTE[(j + 5) % len(PALETTE)], "dash": "dot"}),
+                      row=1, col=3)
+    fig.update_xaxes(title_text="cut dimension d", row=1, col=2)
+    fig.update_xaxes(title_text="learning rate", type="log", row=1, col=3)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="fraction of cuts", row=1, col=2)
+    fig.update_yaxes(title_text="||w||", type="log", row=1, col=3)
+    fig.update_layout(title="The wedge model's predictions (toy landscape)", height=420)
+    return fig
+
+
 def plane_files(run: dict) -> list[Path]:
     """The .npz planes/slices a run wrote beside its results.json (none for W&B-loaded runs)."""
     if "_file" not in run:
@@ -194,10 +226,10 @@ def dashboard_html(runs: list[dict], title: str = "modeconn: methods compared") 
         body.append(f'<section class="setting"><h2>{html.escape(dataset)} / {html.escape(arch)}</h2>')
         body.append('<ul class="methods">' + "".join(
             f'<li class="method" style="border-color:{colours[label]}">{html.escape(label)}: '
-            f'{len(runs_)} run{"s" if len(runs_) > 1 else ""} (seeds {", ".join(str(r["seed"]) for r in runs_)})</li>'
+            f'{len(runs_)} run{"s" if len(runs_) > 1 else ""} (seeds {", ".join(map(str, sorted({r["seed"] for r in runs_})))})</li>'
             for label, runs_ in methods.items()) + "</ul>")
         figures = [path_figure(methods, colours), barrier_figure(methods, colours), ensemble_figure(methods, colours),
-                   cuts_figure(methods)]
+                   cuts_figure(methods), toy_figure(methods)]
         for label, runs_ in methods.items():
             for path in plane_files(runs_[0])[:2]:
                 figures.append(plane_figure(path, f"{label}, seed {runs_[0]['seed']}: {path.stem}"))
