@@ -51,7 +51,9 @@ def main() -> None:
         cut.zero_grad()
         F.cross_entropy(functional_call(model, space.unflatten(cut.vector()), (x,)), y).backward()
 
-    coo = torch.sparse_coo_tensor(torch.stack([cut.rows, cut.cols]), cut.values, (anchor.numel(), args.dim))
+    cols = torch.arange(args.dim).repeat_interleave(cut.values.shape[1])
+    coo = torch.sparse_coo_tensor(torch.stack([cut.rows, cols]), cut.values.reshape(-1),
+                                  (anchor.numel(), args.dim), check_invariants=False).coalesce()
 
     def scatter():
         cut.zero_grad()

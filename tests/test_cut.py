@@ -9,20 +9,23 @@ from modeconn.paths import ParameterSpace
 from modeconn.paths.cut import RandomCut, sparse_projection
 
 
-def _dense(rows, cols, values, shape):
-    return torch.zeros(shape).index_put_((rows, cols), values, accumulate=True)
-
-
 def test_projection_is_very_sparse_with_unit_columns_and_reproducible():
-    rows, cols, values = sparse_projection(10_000, 30, seed=3)
-    dense = _dense(rows, cols, values, (10_000, 30))
+    space = ParameterSpace(nn.ParameterDict({"w": nn.Parameter(torch.zeros(10_000))}))
+    dense = RandomCut(space, torch.zeros(10_000), 30, seed=3).dense_projection()
     assert torch.allclose(dense.norm(dim=0), torch.ones(30), atol=1e-5)
     per_column = (dense != 0).sum(0).float()
     assert per_column.min() >= 80 and per_column.max() <= 100            # ~ sqrt(D) = 100 each
+    rows, values = sparse_projection(10_000, 30, seed=3)
     again = sparse_projection(10_000, 30, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip((rows, cols, values), again))
-    other = sparse_projection(10_000, 30, seed=4)
-    assert not torch.equal(rows, other[0])
+    assert torch.equal(rows, again[0]) and torch.equal(values, again[1])
+    assert not torch.equal(rows, sparse_projection(10_000, 30, seed=4)[0])
+
+
+def test_repeated_entries_count_once_in_the_column_norm():
+    """With more non-zeros than rows, rows repeat inside a column: the norm is that of the summed column."""
+    space = ParameterSpace(nn.ParameterDict({"w": nn.Parameter(torch.zeros(5))}))
+    dense = RandomCut(space, torch.zeros(5), 4, seed=0, density=3.0).dense_projection()
+    assert torch.allclose(dense.norm(dim=0), torch.ones(4), atol=1e-5)
 
 
 def test_cut_is_the_affine_map_anchor_plus_E_z_with_exact_gradients():
@@ -31,7 +34,7 @@ def test_cut_is_the_affine_map_anchor_plus_E_z_with_exact_gradients():
     anchor = torch.randn(dim)
     cut = RandomCut(space, anchor, 7, seed=0, density=0.1)
     assert torch.equal(cut.vector(), anchor)                     # starts at the anchor
-    E = _dense(cut.rows, cut.cols, cut.values, (dim, 7))
+    E = cut.dense_projection()
     z = torch.randn(7)
     cut.z.data.copy_(z)
     assert torch.allclose(cut.vector(), anchor + E @ z, atol=1e-5)
