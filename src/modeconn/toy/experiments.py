@@ -22,7 +22,7 @@ import torch
 
 from modeconn.toy import plots
 from modeconn.toy.landscape import WedgeLandscape, WedgeSpec
-from modeconn.toy.optimize import along, connect, descend, random_cuts, random_directions, train_in_cut
+from modeconn.toy.optimize import connect, descend, random_cuts, random_directions, train_in_cut
 
 
 def find_optima(landscape: WedgeLandscape, *, runs: int, start_radius: float, lr: float, steps: int,
@@ -47,9 +47,9 @@ def line_vs_path(landscape: WedgeLandscape, optima: torch.Tensor, *, pairs: int,
         line = optima[i] + t[:, None] * (optima[j] - optima[i])
         path = connect(landscape, optima[i], optima[j], num_bends=num_bends, steps=steps, lr=lr,
                        generator=generator)
-        _, path_loss = along(landscape, path)
         with torch.no_grad():
             points = torch.stack([path.vector(ti.reshape(1)) for ti in t.float()]).double()
+            path_loss = landscape.loss(points)
             both = landscape.distances(points)[:, [int(wedge[i]), int(wedge[j])]]
         crossing = int(both.max(1).values.argmin())
         rows.append({"optima": [i, j], "wedges": [int(wedge[i]), int(wedge[j])],
@@ -107,7 +107,6 @@ def run_all(cfg, out_dir: Path, seed: int = 0) -> dict:
     spec = WedgeSpec(**dict(cfg.landscape))
     landscape = WedgeLandscape(spec)
     generator = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))                        # the PolyChain's t draws
     o = cfg.optima
     optima = find_optima(landscape, runs=int(o.runs), start_radius=float(o.start_radius), lr=float(o.lr),
                          steps=int(o.steps), noise=float(o.noise), generator=generator)

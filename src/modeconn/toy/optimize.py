@@ -95,10 +95,3 @@ def connect(landscape: WedgeLandscape, a: Tensor, b: Tensor, *, num_bends: int =
         landscape.loss(points).mean().backward()
         opt.step()
     return path
-
-
-@torch.no_grad()
-def along(landscape: WedgeLandscape, path, points: int = 61) -> tuple[Tensor, Tensor]:
-    """(t, loss) on `points` evenly spaced coordinates of a Path."""
-    t = torch.linspace(0, 1, points)
-    return t, landscape.loss(torch.stack([path.vector(ti.reshape(1)) for ti in t]))
