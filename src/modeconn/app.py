@@ -63,7 +63,6 @@ def run(cfg: DictConfig) -> dict:
     """Execute one run and return its results (also written to `cfg.output_dir`/results.json)."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    needs_data = cfg.method.get("needs_data", True)
     dataset, arch = run_setting(cfg)
     record = RunRecord(out_dir, dataset=dataset, arch=arch, method=cfg.method.name,
                        align=cfg.align.name, seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
@@ -73,13 +72,12 @@ def run(cfg: DictConfig) -> dict:
         if device.type == "cuda":
             torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
         data = model = space = None
-        if needs_data:
+        if cfg.method.get("needs_data", True):    # all but Fort's toy landscape
             with record.stage("data"):
                 data = load_dataset(cfg.dataset, device)
-        tracker = make_tracker(cfg, out_dir)
-        if needs_data:
             model = new_model(cfg, data).to(device)
             space = ParameterSpace(model)
+        tracker = make_tracker(cfg, out_dir)
         ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
                          store=EndpointStore(cfg.store_dir), record=record, tracker=tracker, out_dir=out_dir)
         runner_for(cfg.method.name)(ctx)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from modeconn.evaluation.ensemble import ensemble_metrics, member_probs
+from modeconn.evaluation.ensemble import ensemble_metrics
 from modeconn.paths.simplex import SimplicialComplexPath
 
 
@@ -31,7 +31,6 @@ def evaluate_complex(ctx, path: SimplicialComplexPath, *, samples: int, seed: in
     (count, mean / max test error, mean test NLL of the sampled points).
     """
     generator = torch.Generator().manual_seed(int(seed))
-    e = ctx.cfg.eval
     y = ctx.data.y_test
     n = path.coord_dim
     steps = n + len(path.simplexes) * (1 + samples)
@@ -49,9 +48,7 @@ def evaluate_complex(ctx, path: SimplicialComplexPath, *, samples: int, seed: in
         centroid = measure(path.centroid_coords(s))
         total, errs, nlls = None, [], []
         for coords in path.sample_in(s, samples, generator):
-            params = ctx.space.unflatten(path.vector(coords.to(path.device)).detach())
-            probs = member_probs(ctx.model, params, ctx.data, batch_size=e.batch_size,
-                                 bn_batch_size=e.bn_batch_size)
+            probs = ctx.test_probs(path.vector(coords.to(path.device)).detach())
             m = ensemble_metrics(probs, y)
             errs.append(100.0 - m["test_acc"])
             nlls.append(m["test_nll"])

@@ -32,8 +32,7 @@ def _test_err(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 @torch.no_grad()
 def evaluate_subspace(ctx, path: SubspacePath, *, steps: int, progress: bool = True) -> dict:
     """Test error / NLL on the barycentric grid of every triangle of optima, on the surface and flat."""
-    from modeconn.runners.ensemble import test_probs
-
+    
     lam = barycentric_grid(steps)
     triples = list(combinations(range(path.modes), 3))
     modes = path.vertex_tensor(list(range(path.modes))).detach()
@@ -47,7 +46,7 @@ def evaluate_subspace(ctx, path: SubspacePath, *, steps: int, progress: bool = T
                   "flat_test_err": [], "flat_test_nll": []}
         for coords, flat in zip(surface_coords, flat_points):
             for kind, vector in (("subspace", path.vector(coords).detach()), ("flat", flat)):
-                err, nll = _test_err(test_probs(ctx, vector), y)
+                err, nll = _test_err(ctx.test_probs(vector), y)
                 record[f"{kind}_test_err"].append(err)
                 record[f"{kind}_test_nll"].append(nll)
                 bar.update()

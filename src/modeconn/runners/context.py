@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from modeconn.data import Dataset
+from modeconn.evaluation.ensemble import member_probs
 from modeconn.evaluation.metrics import PointMetrics, evaluate_point
 from modeconn.paths import ParameterSpace
 from modeconn.results import RunRecord
@@ -42,6 +43,17 @@ class RunContext:
         """The protocol's measurements of one flat weight vector."""
         return evaluate_point(self.model, self.space.unflatten(vector), self.data, **self.eval_kwargs())
 
+    def test_probs(self, vector: torch.Tensor) -> torch.Tensor:
+        """Test-set softmax of one weight vector, BN recomputed for it (an ensemble member)."""
+        e = self.cfg.eval
+        return member_probs(self.model, self.space.unflatten(vector.to(self.device)), self.data,
+                            batch_size=e.batch_size, bn_batch_size=e.bn_batch_size)
+
+    def initial_vector(self, seed: int) -> torch.Tensor:
+        """The flat weights a network of this run's arch starts from with `seed`."""
+        init = initial_model(self.cfg, self.data, seed)
+        return self.space.flatten(dict(init.named_parameters())).to(self.device)
+
     def load_endpoints(self, count: int) -> list[torch.Tensor]:
         """Endpoints 0..count-1 (trained once, from the store), each evaluated and recorded;
         with ``align=`` set, endpoints 1.. are permuted to match endpoint 0 (same functions)."""
@@ -65,8 +77,7 @@ class RunContext:
     def _radii(self, vector: torch.Tensor, index: int) -> dict[str, float]:
         """How far training took endpoint `index` from the origin and from where it started
         (Fort & Jastrzebski's radius, which learning rate, width and L2 change)."""
-        init = initial_model(self.cfg, self.data, endpoint_seed(self.cfg.seed, index))
-        start = self.space.flatten(dict(init.named_parameters())).to(vector.device)
+        start = self.initial_vector(endpoint_seed(self.cfg.seed, index)).to(vector.device)
         return {"radius": float(vector.norm()), "init_radius": float(start.norm()),
                 "distance_from_init": float((vector - start).norm())}
 

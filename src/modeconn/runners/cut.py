@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from modeconn.paths.cut import RandomCut
 from modeconn.runners.context import RunContext
-from modeconn.training.endpoints import initial_model
+from modeconn.training.endpoints import endpoint_seed
 from modeconn.training.path_trainer import train_path
 
-CUT_SEED_OFFSET = 500   # the anchor's initialisation seed: 1000 * seed + 500, apart from the endpoints'
+CUT_SEED_OFFSET = 500   # the anchor's initialisation: endpoint_seed(seed, 500), apart from the endpoints'
 
 
 def run_cut(ctx: RunContext) -> None:
     cfg, m = ctx.cfg, ctx.cfg.method
     if float(m.radius_scale) <= 0:
         raise ValueError(f"method.radius_scale must be > 0, got {m.radius_scale}")
-    seed = 1000 * int(cfg.seed) + CUT_SEED_OFFSET
-    init = ctx.space.flatten(dict(initial_model(cfg, ctx.data, seed).named_parameters())).to(ctx.device)
+    seed = endpoint_seed(cfg.seed, CUT_SEED_OFFSET)
+    init = ctx.initial_vector(seed)
     anchor = float(m.radius_scale) * init
     cut = RandomCut(ctx.space, anchor, int(m.dim), seed=seed, density=m.density).to(ctx.device)
     with ctx.record.stage("train_path"):

@@ -12,24 +12,17 @@ import copy
 import torch
 from omegaconf import OmegaConf
 
-from modeconn.evaluation.ensemble import ensemble_metrics, growing_ensemble, member_probs
+from modeconn.evaluation.ensemble import ensemble_metrics, growing_ensemble
 from modeconn.runners.context import RunContext
 from modeconn.store import load_state, spec_key
 from modeconn.training.endpoints import endpoint_spec, new_model, obtain_endpoint
 from modeconn.training.fge import check_cycle, fge_cycles, train_fge
 
 
-def test_probs(ctx: RunContext, vector: torch.Tensor) -> torch.Tensor:
-    """Test-set softmax of one weight vector, BN recomputed for it (an ensemble member)."""
-    e = ctx.cfg.eval
-    return member_probs(ctx.model, ctx.space.unflatten(vector.to(ctx.device)), ctx.data,
-                        batch_size=e.batch_size, bn_batch_size=e.bn_batch_size)
-
-
 def _ensemble_section(ctx: RunContext, vectors: list[torch.Tensor]) -> tuple[dict, list[dict]]:
     """(final ensemble metrics with `curve`, single-member metrics), BN recomputed per member."""
     y = ctx.data.y_test
-    probs = [test_probs(ctx, v) for v in vectors]
+    probs = [ctx.test_probs(v) for v in vectors]
     curve = growing_ensemble(probs, y)
     singles = [ensemble_metrics(p, y) for p in probs]
     return {**curve[-1], "curve": curve}, singles
@@ -105,8 +98,8 @@ def run_fge(ctx: RunContext) -> None:
 
     with ctx.record.stage("evaluate"):
         section, singles = _ensemble_section(ctx, snapshots)
-        baseline = ensemble_metrics(test_probs(ctx, baseline_vector), ctx.data.y_test)
-        start = ensemble_metrics(test_probs(ctx, start_vector), ctx.data.y_test)
+        baseline = ensemble_metrics(ctx.test_probs(baseline_vector), ctx.data.y_test)
+        start = ensemble_metrics(ctx.test_probs(start_vector), ctx.data.y_test)
     budget = start_epochs + cycles * cycle
     section.update({
         "budget_epochs": budget,

@@ -21,7 +21,7 @@ from modeconn.evaluation.simplex import evaluate_complex, simplex_slice
 from modeconn.paths.curves import PolyChainPath
 from modeconn.paths.simplex import SimplicialComplexPath
 from modeconn.runners.context import RunContext
-from modeconn.runners.ensemble import ensemble_log, test_probs
+from modeconn.runners.ensemble import ensemble_log
 from modeconn.runners.path import record_profile
 from modeconn.training.simplex import grow
 
@@ -91,7 +91,7 @@ def _espro_vs_deep_ensembles(ctx: RunContext, member_probs) -> dict:
     equal_cost = max(components, math.floor(budget / epochs + 1e-9)) if m.equal_cost_baseline else components
     networks = ctx.load_endpoints(equal_cost)        # trains the extra members once (store)
     with ctx.record.stage("evaluate"):
-        deep = growing_ensemble([test_probs(ctx, v) for v in networks], y)
+        deep = growing_ensemble([ctx.test_probs(v) for v in networks], y)
         espro = growing_ensemble(member_probs, y)
     section = {**espro[-1], "curve": espro, "samples_per_component": int(m.samples), "budget_epochs": budget,
                "baseline": {**deep[components - 1], "curve": deep[:components],

@@ -18,7 +18,6 @@ from modeconn.paths.curves import PolyChainPath
 from modeconn.paths.simplex import flat_dirichlet
 from modeconn.paths.subspace import SubspacePath
 from modeconn.runners.context import RunContext
-from modeconn.runners.ensemble import test_probs
 from modeconn.runners.path import record_profile
 from modeconn.training.path_trainer import train_path
 
@@ -40,10 +39,10 @@ def ensembles_by_origin(ctx: RunContext, path: SubspacePath, members: int, rho: 
     low-loss neighbourhood, and from the whole subspace."""
     generator = torch.Generator().manual_seed(seed)
     y = ctx.data.y_test
-    optima = [test_probs(ctx, v) for v in path.vertex_tensor(list(range(path.modes))).detach()[:members]]
+    optima = [ctx.test_probs(v) for v in path.vertex_tensor(list(range(path.modes))).detach()[:members]]
 
     def probs(coords: torch.Tensor) -> list[torch.Tensor]:
-        return [test_probs(ctx, path.vector(c.to(path.device)).detach()) for c in coords]
+        return [ctx.test_probs(path.vector(c.to(path.device)).detach()) for c in coords]
 
     return {"different_optima": diversity(optima, y),
             "one_optimum_neighbourhood": diversity(probs(neighbourhood_coords(path, members, rho, generator)), y),
