@@ -98,7 +98,8 @@ def _train_curve(work_dir, callbacks=(), epochs=3):
     path = BezierPath(space, a, b)
     loader = _toy_loader((1, 40), n=96)
     module = PathModule(path, model, loader, lr=0.05, momentum=0.9, wd=5e-4, total_steps=len(loader) * epochs, seed=1)
-    fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg={"progress": False}, callbacks=list(callbacks))
+    fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg={"progress": False}, callbacks=list(callbacks),
+        identity={"test": "resume"}, name="test training")
     return path.free.detach().clone()
 
 

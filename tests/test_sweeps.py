@@ -154,8 +154,8 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on_and_reruns_it(tmp_path):
     proc = _sweep(*args, home=home)
     assert proc.returncode == 0, proc.stderr[-3000:]
     failed, ok = (r for _, r in sorted(_jobs(sweep).items()))
-    assert failed["status"] == "failed" and "method.members must be >= 1" in failed["error"] and validate(failed) == []
+    assert failed["status"] == "failed" and "method.members=0: must be an integer >= 1" in failed["error"] and validate(failed) == []
     assert ok["status"] == "ok"
     rerun = _sweep(*args, home=home)
     assert (rerun.stdout + rerun.stderr).count("skipped") == 1          # the ok job only; the failed one runs again
-    assert "method.members must be >= 1" in rerun.stdout + rerun.stderr
+    assert "method.members=0: must be an integer >= 1" in rerun.stdout + rerun.stderr

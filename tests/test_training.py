@@ -53,7 +53,8 @@ def _train(work_dir, callbacks=(), epochs=3):
     model = build_model("mlp", {"width": 32, "depth": 2, "dropout": 0.2}, (1, 40), 10)
     loader = TensorLoader(x, y, 32, shuffle=True, seed=3)
     module = ClassifierModule(model, loader, lr=0.05, momentum=0.9, wd=5e-4, total_steps=len(loader) * epochs, seed=3)
-    fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg={"progress": False}, callbacks=list(callbacks))
+    fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg={"progress": False}, callbacks=list(callbacks),
+        identity={"test": "resume"}, name="test training")
     return model.state_dict()
 
 

@@ -1,3 +1,3 @@
-from modeconn.app import main
+from modeconn.app import cli
 
-main()
+cli()

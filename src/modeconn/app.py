@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from modeconn import validate
 from modeconn.data import DatasetNotFound, load_dataset
+from modeconn.errors import ConfigError, UserError, interrupt_on_signals
 from modeconn.paths import ParameterSpace
 from modeconn.paths.units import NotAChain
 from modeconn.report.console import run_table
@@ -27,19 +30,25 @@ from modeconn.tracking import make_tracker
 from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-# Bad input, reported as one line instead of a traceback.
-USER_ERRORS = (DatasetNotFound, IncompatibleCheckpoint, CorruptEntry, NotAChain)
+# Bad input, reported as one line instead of a traceback: the message names the value, file or
+# place and the remedy. OSError covers what the disk says (unwritable or full, a file where a
+# directory should be).
+USER_ERRORS = (UserError, DatasetNotFound, IncompatibleCheckpoint, CorruptEntry, NotAChain, OSError)
 log = logging.getLogger("modeconn")
 MAX_DIRNAME = 120
 
 
 def short_dirname(name: str) -> str:
-    """A sweep job's directory name from its overrides, cut to fit file systems' 255-byte
-    limit (a long override list would otherwise fail the job): the start, then a hash of all."""
-    if len(name.encode()) <= MAX_DIRNAME:
-        return name
+    """A sweep job's directory name from its overrides: one directory (a '/' in a value becomes
+    '_'), cut to fit file systems' 255-byte limit (a long override list would otherwise fail the
+    job); when changed, a hash of the original keeps names apart."""
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    return f"{name.encode()[:MAX_DIRNAME - 11].decode(errors='ignore')}-{digest}"
+    flat = name.replace("/", "_")       # an override value that is a path must not nest job dirs
+    if len(flat.encode()) <= MAX_DIRNAME and flat == name:
+        return name
+    if len(flat.encode()) <= MAX_DIRNAME - 11:
+        return f"{flat}-{digest}"       # the hash keeps `a=x/y` and `a=x_y` apart
+    return f"{flat.encode()[:MAX_DIRNAME - 11].decode(errors='ignore')}-{digest}"
 
 
 OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
@@ -60,34 +69,54 @@ def job_gpu(count: int) -> int:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Execute one run and return its results (also written to `cfg.output_dir`/results.json)."""
+    """Execute one run and return its results (also written to `cfg.output_dir`/results.json).
+
+    The config is checked first (:mod:`modeconn.validate`): a bad value raises
+    :class:`ConfigError` before anything is loaded or trained (a single run writes nothing; a
+    sweep job records itself as failed so the sweep's state shows it). SIGTERM/SIGINT end
+    the run as :class:`modeconn.errors.Interrupted` (exit status 143/130), recorded as failed.
+    """
+    problems = validate.problems(cfg)
+    if problems and not _in_multirun():
+        raise ConfigError(problems)        # a single run: one line each, nothing written
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset, arch = run_setting(cfg)
     record = RunRecord(out_dir, dataset=dataset, arch=arch, method=cfg.method.name,
                        align=cfg.align.name, seed=int(cfg.seed), config=OmegaConf.to_container(cfg, resolve=True))
     tracker = None
+    with interrupt_on_signals():
+        try:
+            if problems:
+                raise ConfigError(problems)    # a sweep job: recorded as failed, the sweep goes on
+            device = device_for(cfg)
+            if device.type == "cuda":
+                torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
+            data = model = space = None
+            if cfg.method.get("needs_data", True):    # all but Fort's toy landscape
+                with record.stage("data"):
+                    data = load_dataset(cfg.dataset, device, home=cfg.store_dir)
+                model = _build_model(cfg, data).to(device)
+                space = ParameterSpace(model)
+            tracker = make_tracker(cfg, out_dir)
+            ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
+                             store=EndpointStore(cfg.store_dir), record=record, tracker=tracker, out_dir=out_dir)
+            runner_for(cfg.method.name)(ctx)
+            return record.ok()
+        except BaseException as error:
+            record.failed(error)
+            raise
+        finally:
+            if tracker is not None:
+                tracker.finish()
+
+
+def _build_model(cfg: DictConfig, data) -> torch.nn.Module:
+    """The run's network; an arch that does not fit (unknown params, input shape) is a config error."""
     try:
-        device = device_for(cfg)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
-        data = model = space = None
-        if cfg.method.get("needs_data", True):    # all but Fort's toy landscape
-            with record.stage("data"):
-                data = load_dataset(cfg.dataset, device)
-            model = new_model(cfg, data).to(device)
-            space = ParameterSpace(model)
-        tracker = make_tracker(cfg, out_dir)
-        ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
-                         store=EndpointStore(cfg.store_dir), record=record, tracker=tracker, out_dir=out_dir)
-        runner_for(cfg.method.name)(ctx)
-        return record.ok()
-    except BaseException as error:
-        record.failed(error)
-        raise
-    finally:
-        if tracker is not None:
-            tracker.finish()
+        return new_model(cfg, data)
+    except (ValueError, TypeError) as error:
+        raise ConfigError([f"arch={cfg.arch.name}: {error}"]) from error
 
 
 def _in_multirun() -> bool:
@@ -96,9 +125,9 @@ def _in_multirun() -> bool:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Console entry point (`modeconn`, `python -m modeconn`). In a multirun a failed job
-    is recorded as failed and the sweep goes on; a single run exits non-zero. A multirun job
-    that already finished with the same config (a re-run sweep) is skipped (``resume=false`` re-runs)."""
+    """The Hydra task (one job). In a multirun a failed job is recorded as failed and the sweep
+    goes on; a single run exits non-zero. A multirun job that already finished with the same
+    config (a re-run sweep) is skipped (``resume=false`` re-runs)."""
     earlier = _finished_job(cfg)
     if earlier is not None:
         log.info("job already done (results.json ok, same config): skipped; resume=false re-runs it")
@@ -107,9 +136,10 @@ def main(cfg: DictConfig) -> float | None:
         results = run(cfg)
     except USER_ERRORS as error:
         if _in_multirun():
-            log.error("job failed: %s", error)
+            log.error("job failed: %s", " / ".join(error_lines(error)))
             return None
-        print(f"modeconn: error: {error}", file=sys.stderr)
+        for line in error_lines(error):
+            print(f"modeconn: error: {line}", file=sys.stderr)
         sys.exit(2)
     except Exception:
         if _in_multirun():
@@ -118,6 +148,46 @@ def main(cfg: DictConfig) -> float | None:
         raise
     print(run_table(results, str(Path(cfg.output_dir) / "results.json")))
     return _objective(results)
+
+
+def error_lines(error: BaseException) -> list[str]:
+    """A user error as lines for ``modeconn: error: ...``: a config error's problems one a line,
+    anything else its message (an OSError's with the path it failed on)."""
+    if isinstance(error, ConfigError):
+        return error.problems
+    if isinstance(error, OSError) and not isinstance(error, DatasetNotFound) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return [f"{error.strerror}{where}"]
+    return [str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__]
+
+
+def cli() -> None:
+    """Console entry point (`modeconn`, `python -m modeconn`).
+
+    Hydra prints a traceback for errors raised outside the task (a run dir it cannot create);
+    here they are one line and exit status 2, and Hydra's own messages for unknown choices or
+    keys are kept as they are, with exit status 2 and no traceback. ``HYDRA_FULL_ERROR=1`` set
+    by the user still shows Hydra's full traceback.
+    """
+    from hydra.errors import HydraException
+
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"      # Hydra re-raises instead of printing; we print
+    try:
+        main()
+    except HydraException as error:
+        message = str(error).strip() or type(error).__name__
+        cause = error.__cause__
+        if cause is not None and str(cause).strip() and str(cause).strip() not in message:
+            message += "\n" + str(cause).strip()
+        print(f"modeconn: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except USER_ERRORS as error:
+        for line in error_lines(error):
+            print(f"modeconn: error: {line}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _finished_job(cfg: DictConfig) -> dict | None:

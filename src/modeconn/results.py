@@ -6,6 +6,7 @@ written atomically, so a reader never sees half a file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from modeconn.evaluation.metrics import METRICS
 from modeconn.paths.dropout import SEGMENT_KINDS
 
 FILENAME = "results.json"
+log = logging.getLogger("modeconn")
 REQUIRED_KEYS = ("dataset", "arch", "method", "align", "seed", "config", "status", "timing", "endpoints")
 ENDPOINT_KEYS = ("key", "cached", "train_loss", "train_err", "test_nll", "test_err")
 PATH_KEYS = ("t", *METRICS)
@@ -46,6 +48,26 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def keep_earlier_ok(path: Path) -> Path | None:
+    """Move an earlier run's ok results.json aside (results.<its time>.json) before a new run
+    in the same directory writes its own, so a failed re-run never replaces a good record."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(earlier, dict) or earlier.get("status") != "ok":
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    kept = path.with_name(f"results.{stamp}.json")
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = path.with_name(f"results.{stamp}-{n}.json")
+    os.replace(path, kept)
+    log.warning("an earlier ok %s in %s was kept as %s", FILENAME, path.parent, kept.name)
+    return kept
+
+
 def read_results(path: str | Path) -> dict:
     path = Path(path)
     return json.loads((path / FILENAME if path.is_dir() else path).read_text())
@@ -60,6 +82,7 @@ class RunRecord:
         self.data: dict[str, Any] = {"dataset": dataset, "arch": arch, "method": method, "align": align,
                                      "seed": seed, "config": config, "status": "running", "timing": {},
                                      "endpoints": []}
+        self.kept = keep_earlier_ok(self.path)
 
     @contextmanager
     def stage(self, name: str):
@@ -78,9 +101,14 @@ class RunRecord:
         return self.data
 
     def failed(self, error: BaseException) -> dict:
+        """Record the failure; if even that cannot be written (a full disk), the run's own error
+        is what the caller goes on to report, so this one is logged and dropped."""
         self.data["status"] = "failed"
         self.data["error"] = f"{type(error).__name__}: {error}"
-        self.write()
+        try:
+            self.write()
+        except OSError as e:
+            log.error("could not record the failure in %s: %s", self.path, e)
         return self.data
 
     def write(self) -> None:

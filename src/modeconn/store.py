@@ -38,6 +38,8 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from modeconn.errors import TrainingDiverged
+
 __all__ = [
     "CorruptEntry",
     "EndpointStore",
@@ -301,6 +303,17 @@ class EndpointStore:
         shutil.rmtree(self.work_dir(key), ignore_errors=True)
         return Entry(key=key, state=tensors, meta=json.loads(meta_text))
 
+    @staticmethod
+    def _drop_useless_work(work: Path, error: BaseException) -> None:
+        """After a failed ``create``: keep a checkpoint to resume from, but not an empty work
+        dir, nor the checkpoints of a diverged training (resuming them diverges again)."""
+        if isinstance(error, TrainingDiverged):
+            shutil.rmtree(work, ignore_errors=True)
+            return
+        with contextlib.suppress(OSError):
+            if not any(p.name != "identity.json" for p in work.iterdir()):
+                shutil.rmtree(work)
+
     def _remove_stale_tmp(self, key: str) -> None:
         if self._endpoints.is_dir():
             for p in self._endpoints.glob(f".tmp-{key}-*"):
@@ -328,7 +341,11 @@ class EndpointStore:
                 return entry, True
             work = self.work_dir(key)
             work.mkdir(parents=True, exist_ok=True)
-            state, meta = create(work)
+            try:
+                state, meta = create(work)
+            except BaseException as error:
+                self._drop_useless_work(work, error)
+                raise
             meta = dict(meta)
             meta["spec"] = _canonical(spec)
             return self._put_locked(key, state, meta), False

@@ -8,11 +8,13 @@ Sources: mnist1d (default, generated offline), digits (sklearn), fashion_mnist
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .base import Dataset, DatasetNotFound, cfg_get
+from .cache import home_for_data
 from .cifar import load_cifar10, load_cifar100
 from .loader import TensorLoader
 from .mnist import load_fashion_mnist, load_mnist
@@ -28,8 +30,9 @@ DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
 }
 
 
-def load_dataset(cfg: Mapping[str, Any], device: str | torch.device = "cpu") -> Dataset:
-    """Load the dataset the config node names and put it on ``device``.
+def load_dataset(cfg: Mapping[str, Any], device: str | torch.device = "cpu", home: str | Path | None = None) -> Dataset:
+    """Load the dataset the config node names and put it on ``device``; generated and downloaded
+    files are cached under ``home``/data (a run passes its store_dir; default $MODECONN_HOME).
 
     Raises :class:`DatasetNotFound` (one-line message with path and remedy) when
     the files are absent, ``ValueError`` for an unknown name.
@@ -37,7 +40,8 @@ def load_dataset(cfg: Mapping[str, Any], device: str | torch.device = "cpu") -> 
     name = cfg_get(cfg, "name", "mnist1d")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name](cfg).to(device)
+    with home_for_data(home):
+        return DATASETS[name](cfg).to(device)
 
 
 __all__ = ["DATASETS", "Dataset", "DatasetNotFound", "TensorLoader", "load_dataset"]

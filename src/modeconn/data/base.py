@@ -6,6 +6,7 @@ accelerator), so training never goes through a per-sample Python pipeline.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from torch import Tensor
 # Fixed generator seed for `train_size`/`test_size` subsets: the subset is part of
 # what determines trained weights, so it must not depend on any run seed.
 SUBSET_SEED = 0
+log = logging.getLogger("modeconn")
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -101,13 +103,15 @@ def cfg_get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def subset(x: Tensor, y: Tensor, size: int | None) -> tuple[Tensor, Tensor]:
+def subset(x: Tensor, y: Tensor, size: int | None, key: str = "size") -> tuple[Tensor, Tensor]:
     """A deterministic random subset of ``size`` examples (original order kept).
 
     ``None`` (or a size >= len) keeps everything. The draw uses the fixed
     :data:`SUBSET_SEED`, so the same config always selects the same examples.
     """
     n = len(x)
+    if size is not None and int(size) > n:
+        log.warning("%s=%d is larger than the %d examples there are: using all %d", key, int(size), n, n)
     if size is None or int(size) >= n:
         return x, y
     size = int(size)
@@ -145,8 +149,8 @@ def finish(
     Normalisation happens before this (on the full split), so subsetting never
     changes the normalisation constants.
     """
-    x_train, y_train = subset(x_train, y_train, cfg_get(cfg, "train_size"))
-    x_test, y_test = subset(x_test, y_test, cfg_get(cfg, "test_size"))
+    x_train, y_train = subset(x_train, y_train, cfg_get(cfg, "train_size"), "dataset.train_size")
+    x_test, y_test = subset(x_test, y_test, cfg_get(cfg, "test_size"), "dataset.test_size")
     return Dataset(
         name=name,
         x_train=x_train.to(torch.float32).contiguous(),

@@ -1,16 +1,19 @@
 """Where downloaded or generated data lives, and atomic .npz caching.
 
-Everything goes under ``$MODECONN_HOME/data`` (default ``~/.cache/modeconn/data``).
+Everything goes under ``<home>/data``: the run's ``store_dir`` while ``load_dataset`` runs
+(so data follows the store a config names), else ``$MODECONN_HOME`` (default ``~/.cache/modeconn``).
 Writes go to a temporary file in the same folder followed by ``os.replace``, so
 parallel runs (e.g. a joblib sweep) never see a half-written cache file.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,22 @@ def modeconn_home() -> Path:
     return Path(os.environ.get("MODECONN_HOME") or "~/.cache/modeconn").expanduser()
 
 
+_HOME: contextvars.ContextVar[Path | None] = contextvars.ContextVar("modeconn_data_home", default=None)
+
+
 def data_home() -> Path:
-    """Default folder for datasets: ``$MODECONN_HOME/data``."""
-    return modeconn_home() / "data"
+    """Default folder for datasets: ``<home>/data`` (see the module docstring)."""
+    return (_HOME.get() or modeconn_home()) / "data"
+
+
+@contextlib.contextmanager
+def home_for_data(home: str | Path | None) -> Iterator[None]:
+    """While inside, :func:`data_home` lies under ``home`` (a run's store_dir); None changes nothing."""
+    token = _HOME.set(Path(home).expanduser() if home is not None else _HOME.get())
+    try:
+        yield
+    finally:
+        _HOME.reset(token)
 
 
 def config_digest(params: Mapping) -> str:

@@ -14,7 +14,7 @@ import matplotlib
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.evaluation.metrics import METRICS, evaluate_point
 from modeconn.paths.space import ParameterSpace
@@ -104,7 +104,7 @@ def evaluate_plane(model: nn.Module, space: ParameterSpace, plane: Plane, data, 
     out: dict[str, np.ndarray] = {"xs": xs, "ys": ys, "anchors_xy": anchors_xy,
                                   **{m: np.zeros((grid, grid)) for m in METRICS}}
     nodes = [(i, j) for i in range(grid) for j in range(grid)]
-    for i, j in tqdm(nodes, desc="evaluating plane", disable=not progress, leave=False):
+    for i, j in Progress(nodes, desc="evaluating plane", enabled=progress):
         metrics = evaluate_point(model, space.unflatten(plane.point(xs[i], ys[j])), data, wd=wd,
                                  batch_size=batch_size, bn_batch_size=bn_batch_size)
         for name, value in metrics.as_dict().items():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.evaluation.metrics import METRICS, evaluate_point
 from modeconn.evaluation.summary import summarize_profile
@@ -22,7 +22,7 @@ def evaluate_path(path: Path, model: nn.Module, data, *, wd: float, batch_size: 
     profile: dict[str, list[float]] = {"t": [float(c[0]) for c in grid], **{m: [] for m in METRICS}}
     dl = [0.0]
     previous = None
-    for coords in tqdm(grid, desc="evaluating path", disable=not progress, leave=False):
+    for coords in Progress(grid, desc="evaluating path", enabled=progress):
         vector = path.vector(coords.to(path.device)).detach()
         point = evaluate_point(model, path.space.unflatten(vector), data, wd=wd,
                                batch_size=batch_size, bn_batch_size=bn_batch_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.evaluation.ensemble import ensemble_metrics
 from modeconn.paths.simplex import SimplicialComplexPath
@@ -34,7 +34,7 @@ def evaluate_complex(ctx, path: SimplicialComplexPath, *, samples: int, seed: in
     y = ctx.data.y_test
     n = path.coord_dim
     steps = n + len(path.simplexes) * (1 + samples)
-    bar = tqdm(total=steps, desc="evaluating simplex", disable=not progress, leave=False)
+    bar = Progress(total=steps, desc="evaluating simplex", enabled=progress)
 
     def measure(coords: torch.Tensor) -> dict:
         metrics = ctx.evaluate(path.vector(coords.to(path.device)).detach()).as_dict()

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.evaluation.metrics import nll_and_error
 from modeconn.paths.dropout import Masks, draw_masks, dropped_state
@@ -40,7 +40,7 @@ def stability_curve(losses: Losses, chain: UnitChain, state, keeps: Sequence[flo
     """Per keep probability: the loss with every hidden layer dropped, best / median / mean /
     worst over ``draws`` random choices of kept units."""
     rows = []
-    for keep in tqdm(keeps, desc="dropout stability", disable=not progress, leave=False):
+    for keep in Progress(keeps, desc="dropout stability", enabled=progress):
         values = np.array([losses.suffixes(state, chain, draw_masks(chain, keep, generator)[0], keep, [0])[0]
                            for _ in range(draws)])
         rows.append({"keep": float(keep), "best": float(values.min()), "typical": float(np.median(values)),
@@ -56,7 +56,7 @@ def search_path_masks(losses: Losses, chain: UnitChain, states: Sequence, keep: 
     net's loss on the search examples, ``train_nll``)."""
     bases = [losses(s) for s in states]
     best, gaps = None, []
-    for _ in tqdm(range(draws), desc="searching dropout masks", disable=not progress, leave=False):
+    for _ in Progress(range(draws), desc="searching dropout masks", enabled=progress):
         masks = draw_masks(chain, keep, generator, disjoint=2)
         gap = max(max(losses.suffixes(s, chain, m, keep, starts)) - base
                   for s, m, base in zip(states, masks, bases))

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.evaluation.ensemble import ensemble_metrics
 from modeconn.paths.subspace import SubspacePath, barycentric_grid
@@ -37,7 +37,7 @@ def evaluate_subspace(ctx, path: SubspacePath, *, steps: int, progress: bool = T
     triples = list(combinations(range(path.modes), 3))
     modes = path.vertex_tensor(list(range(path.modes))).detach()
     y = ctx.data.y_test
-    bar = tqdm(total=2 * len(triples) * lam.shape[0], desc="evaluating subspace", disable=not progress, leave=False)
+    bar = Progress(total=2 * len(triples) * lam.shape[0], desc="evaluating subspace", enabled=progress)
     triangles = []
     for triple in triples:
         surface_coords = path.triangle_coords(triple, lam).to(path.device)

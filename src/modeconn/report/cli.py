@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from modeconn.report import anokhin, benton, fort, garipov, kuditipudi, tatro
-from modeconn.report.collect import load_runs
+from modeconn.report.collect import MissingRunDirectory, load_runs
 from modeconn.report.table import as_tables, render
 
 # paper -> runs -> list[Table] (or, for modules in the older style, markdown text; see report/table.py)
@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.dirs and not args.wandb:
         parser.error("give run/sweep directories, --wandb ENTITY/PROJECT, or both")
-    runs = load_runs(args.dirs)
+    try:
+        runs = load_runs(args.dirs, warn=lambda message: print(f"modeconn-report: warning: {message}", file=sys.stderr))
+    except MissingRunDirectory as e:
+        print(f"modeconn-report: error: {e}", file=sys.stderr)
+        return 2
     for project in args.wandb:
         from modeconn.report.wandb_source import load_wandb_runs
         runs += load_wandb_runs(project)

@@ -1,25 +1,52 @@
 """Finding and loading runs: every results.json under the given directories."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from modeconn.results import FILENAME, read_results
+from modeconn.results import FILENAME, REQUIRED_KEYS, read_results
+
+log = logging.getLogger("modeconn.report")
 
 
-def load_runs(dirs: Iterable[str | Path], *, only_ok: bool = True) -> list[dict]:
+class MissingRunDirectory(FileNotFoundError):
+    """A directory given to the report does not exist (a typo would otherwise report nothing)."""
+
+
+def load_runs(dirs: Iterable[str | Path], *, only_ok: bool = True, warn: Callable[[str], None] = log.warning) -> list[dict]:
+    """Every run recorded under ``dirs``. A results.json that cannot be read as one run's record
+    (truncated, not an object, missing its keys) is skipped with a one-line ``warn`` naming it."""
     runs = []
     for directory in dirs:
         directory = Path(directory)
+        if not directory.exists():
+            raise MissingRunDirectory(f"{directory}: no such file or directory")
         files = [directory] if directory.is_file() else sorted(directory.rglob(FILENAME))
         for f in files:
-            results = read_results(f)
-            if not only_ok or results.get("status") == "ok":
+            results = _readable(f, warn)
+            if results is not None and (not only_ok or results.get("status") == "ok"):
                 results["_file"] = str(f)
                 runs.append(results)
     return runs
+
+
+def _readable(path: Path, warn: Callable[[str], None]) -> dict | None:
+    try:
+        results = read_results(path)
+    except (OSError, ValueError) as e:
+        problem = f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    else:
+        if not isinstance(results, dict):
+            problem = f"holds a {type(results).__name__}, not a run's record"
+        elif missing := [k for k in REQUIRED_KEYS if k not in results]:
+            problem = f"lacks {', '.join(missing)}"
+        else:
+            return results
+    warn(f"skipping {path}: it {problem}")
+    return None
 
 
 def method_option(run: dict, key: str, default=None):

@@ -25,7 +25,7 @@ def run_cut(ctx: RunContext) -> None:
     anchor = float(m.radius_scale) * init
     cut = RandomCut(ctx.space, anchor, int(m.dim), seed=seed, density=m.density).to(ctx.device)
     with ctx.record.stage("train_path"):
-        train_path(cut, ctx, m.train, ctx.out_dir / "checkpoints" / "cut")
+        train_path(cut, ctx, m.train, ctx.out_dir / "checkpoints" / "cut", name="random cut")
     with ctx.record.stage("evaluate"):
         final = cut.vector().detach()
         anchor_metrics = ctx.evaluate(anchor).as_dict()

@@ -92,7 +92,8 @@ def run_fge(ctx: RunContext) -> None:
                                     lr_1=fge_spec["lr_1"], lr_2=fge_spec["lr_2"], momentum=fge_spec["momentum"],
                                     wd=fge_spec["wd"], batch_size=fge_spec["batch_size"],
                                     limit_batches=fge_spec["limit_batches"], seed=seed, work_dir=work_dir,
-                                    trainer_cfg=cfg.trainer)
+                                    trainer_cfg=cfg.trainer,
+                                    identity={**fge_spec, "precision": str(cfg.trainer.get("precision", "32-true"))})
     if len(snapshots) != cycles:
         raise RuntimeError(f"FGE took {len(snapshots)} snapshots for {cycles} cycles")
 

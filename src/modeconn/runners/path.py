@@ -21,7 +21,7 @@ def run_path(ctx: RunContext) -> None:
         if path.trainable:
             from modeconn.training.path_trainer import train_path
             with ctx.record.stage("train_path"):
-                train_path(path, ctx)
+                train_path(path, ctx, name=f"{cfg.method.name} curve")
     record_profile(ctx, path, f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
     if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
         with ctx.record.stage("plane"):

@@ -61,7 +61,8 @@ def run_subspace(ctx: RunContext) -> None:
                         points=int(m.points)).to(ctx.device)
     if int(m.train.epochs) > 0:
         with ctx.record.stage("train_path"):
-            train_path(path, ctx, m.train, ctx.out_dir / "checkpoints" / "subspace", samples=int(m.n_sample))
+            train_path(path, ctx, m.train, ctx.out_dir / "checkpoints" / "subspace", samples=int(m.n_sample),
+                       name="subspace connectors")
     with ctx.record.stage("evaluate"):
         connectors = [ctx.evaluate(v.detach()).as_dict() for v in path.vertex_tensor()[modes:]]
         grid = evaluate_subspace(ctx, path, steps=int(m.grid), progress=cfg.trainer.progress)

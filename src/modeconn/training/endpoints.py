@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from modeconn.data import Dataset, TensorLoader
+from modeconn.errors import TrainingDiverged
 from modeconn.models import build_model
 from modeconn.store import EndpointStore, Entry
 from modeconn.training.classifier import ClassifierModule
@@ -28,15 +29,22 @@ def endpoint_seed(run_seed: int, index: int) -> int:
     return 1000 * int(run_seed) + index
 
 
+def _as_dict(node) -> dict:
+    return dict(node) if isinstance(node, dict) else OmegaConf.to_container(node, resolve=True)
+
+
+def dataset_spec(cfg) -> dict:
+    """The dataset's options that determine what is trained on (not where its files lie)."""
+    return {k: v for k, v in _as_dict(cfg.dataset).items() if k not in _LOCATION_KEYS}
+
+
 def endpoint_spec(cfg, index: int) -> dict:
     """Everything that determines endpoint `index`'s trained weights."""
-    as_dict = lambda node: OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
-    dataset = {k: v for k, v in as_dict(cfg.dataset).items() if k not in _LOCATION_KEYS}
     return {
         "format": STORE_FORMAT,
-        "dataset": dataset,
-        "arch": {"name": cfg.arch.name, "params": as_dict(cfg.arch.params)},
-        "recipe": as_dict(cfg.endpoint),
+        "dataset": dataset_spec(cfg),
+        "arch": {"name": cfg.arch.name, "params": _as_dict(cfg.arch.params)},
+        "recipe": _as_dict(cfg.endpoint),
         "seed": endpoint_seed(cfg.seed, index),
     }
 
@@ -63,10 +71,20 @@ def train_endpoint(spec: Mapping, cfg, data: Dataset, work_dir) -> tuple[dict, d
     module = ClassifierModule(model, loader, lr=recipe["lr"], momentum=recipe["momentum"], wd=recipe["wd"],
                               total_steps=total, schedule=recipe["schedule"], seed=spec["seed"])
     trainer = fit(module, epochs=recipe["epochs"], work_dir=work_dir, trainer_cfg=cfg.trainer,
+                  identity={"endpoint": dict(spec)}, name=f"endpoint seed {spec['seed']}",
                   limit_batches=recipe.get("limit_batches"))
     final = {k: float(v) for k, v in trainer.callback_metrics.items()}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    require_finite(state, f"endpoint seed {spec['seed']}")
     return state, {"final_train_metrics": final, "steps": total}
+
+
+def require_finite(state: Mapping[str, torch.Tensor], name: str) -> None:
+    """Refuse weights with NaN/inf before they reach the store (a diverged training)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TrainingDiverged(f"{name}: the trained weights hold NaN or infinite values ({', '.join(bad[:3])}); "
+                               f"nothing was stored: lower the learning rate")
 
 
 def obtain_endpoint(cfg, data: Dataset, index: int, store: EndpointStore) -> tuple[Entry, bool]:

@@ -9,6 +9,7 @@ epoch (snapshots included) into its work directory and resumes after a kill.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -87,8 +88,9 @@ class SnapshotCallback(L.Callback):
 
 def train_fge(model: nn.Module, data: Dataset, flatten, *, cycle: int, cycles: int, lr_1: float, lr_2: float,
               momentum: float, wd: float, batch_size: int, limit_batches: int | None, seed: int,
-              work_dir: Path, trainer_cfg) -> tuple[list[torch.Tensor], dict]:
-    """Run `cycles` cycles of FGE from `model`'s current weights (trained in place).
+              work_dir: Path, trainer_cfg, identity: Mapping) -> tuple[list[torch.Tensor], dict]:
+    """Run `cycles` cycles of FGE from `model`'s current weights (trained in place); `identity`
+    is what determines the run besides those weights (see `training.fit.fit`).
 
     Returns the snapshots (flat CPU vectors, one per cycle) and a description of the run.
     """
@@ -99,8 +101,8 @@ def train_fge(model: nn.Module, data: Dataset, flatten, *, cycle: int, cycles: i
     module = FGEModule(model, loader, lr_1=lr_1, lr_2=lr_2, momentum=momentum, wd=wd, cycle_iters=cycle * per_epoch,
                        total_steps=per_epoch * epochs, seed=seed)
     snap = SnapshotCallback(flatten, cycle)
-    trainer = fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg=trainer_cfg, limit_batches=limit_batches,
-                  callbacks=[snap])
+    trainer = fit(module, epochs=epochs, work_dir=work_dir, trainer_cfg=trainer_cfg, identity=identity, name="FGE",
+                  limit_batches=limit_batches, callbacks=[snap])
     final = {k: float(v) for k, v in trainer.callback_metrics.items()}
     info = {"epochs": epochs, "steps": per_epoch * epochs, "snapshot_epochs": list(snap.epochs),
             "snapshot_lrs": list(snap.lrs), "final_train_metrics": final}

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 import zuko
 from torch import nn
-from tqdm.auto import tqdm
+from modeconn.progress import Progress
 
 from modeconn.paths.latent import NeuronBijection
 from modeconn.paths.neurons import NeuronView
@@ -72,7 +72,7 @@ def train_flow(samples: torch.Tensor, spec: dict, progress: bool = False) -> tup
     flow.std.copy_(train.std(0).clamp_min(1e-8))
     opt = torch.optim.Adam(flow.parameters(), lr=f["lr"])
     best, best_state, history = float("inf"), None, []
-    for _ in tqdm(range(f["epochs"]), desc="training the neuron flow", disable=not progress, leave=False):
+    for _ in Progress(range(f["epochs"]), desc="training the neuron flow", enabled=progress):
         flow.train()
         for idx in torch.randperm(len(train), generator=generator).split(f["batch_size"]):
             loss = flow.nll(train[idx.to(train.device)])

@@ -37,11 +37,12 @@ def train_pam(path: PamBezierPath, ctx) -> dict:
     history = []
     for r, curve_epochs in enumerate(split_epochs(base.epochs, pam.rounds)):
         path.set_phase("permutation")
-        train_path(path, ctx, perm_recipe, work / f"round{r}_permutation")
+        train_path(path, ctx, perm_recipe, work / f"round{r}_permutation", name=f"PAM round {r}: permutations")
         moved = path.round_()
         path.set_phase("curve")
         if curve_epochs:
-            train_path(path, ctx, OmegaConf.merge(base, {"epochs": curve_epochs}), work / f"round{r}_curve")
+            train_path(path, ctx, OmegaConf.merge(base, {"epochs": curve_epochs}), work / f"round{r}_curve",
+                       name=f"PAM round {r}: curve")
         history.append({"round": r, "units_moved": sum(moved.values()), "curve_epochs": curve_epochs})
     units = sum(g.size for g in path.spec.groups)
     return {"rounds": int(pam.rounds), "perm_epochs": int(pam.perm_epochs), "perm_lr": float(pam.perm_lr),

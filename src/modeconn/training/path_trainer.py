@@ -12,11 +12,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from omegaconf import OmegaConf
 from torch.func import functional_call
 
 from modeconn.data import TensorLoader
 from modeconn.paths.base import Path
 from modeconn.training.classifier import ScheduledSGDModule
+from modeconn.training.endpoints import dataset_spec
 from modeconn.training.fit import fit, steps_per_epoch
 
 
@@ -60,9 +62,10 @@ class PathModule(ScheduledSGDModule):
         self.path.project_()
 
 
-def train_path(path: Path, ctx, recipe=None, work_dir=None, samples: int = 1) -> None:
+def train_path(path: Path, ctx, recipe=None, work_dir=None, samples: int = 1, name: str = "path") -> None:
     """Train `path`'s free points with `recipe` (default `ctx.cfg.method.train`), resumably
-    (checkpoints in `work_dir`, default the run's checkpoints/path); `samples` points per step."""
+    (checkpoints in `work_dir`, default the run's checkpoints/path); `samples` points per step.
+    `name` says what trains in log lines (e.g. "simplex 0 vertex 2")."""
     recipe = recipe or ctx.cfg.method.train
     seed = int(ctx.cfg.seed)
     loader = TensorLoader(ctx.data.x_train, ctx.data.y_train, recipe.batch_size, shuffle=True,
@@ -70,6 +73,12 @@ def train_path(path: Path, ctx, recipe=None, work_dir=None, samples: int = 1) ->
     total = steps_per_epoch(loader, recipe.limit_batches) * recipe.epochs
     module = PathModule(path, ctx.model, loader, samples=samples, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
                         total_steps=total, schedule=recipe.schedule, seed=seed)
+    # With the path's starting state (its anchors: the endpoints, aligned or not), this
+    # determines the training: a checkpoint made with anything else is not resumed.
+    identity = {"path": type(path).__name__, "recipe": OmegaConf.to_container(recipe, resolve=True),
+                "samples": samples, "seed": seed, "dataset": dataset_spec(ctx.cfg),
+                "arch": {"name": ctx.cfg.arch.name, "params": OmegaConf.to_container(ctx.cfg.arch.params, resolve=True)},
+                "precision": str(ctx.cfg.trainer.get("precision", "32-true"))}
     fit(module, epochs=recipe.epochs, work_dir=work_dir or ctx.out_dir / "checkpoints" / "path",
-        trainer_cfg=ctx.cfg.trainer,
+        trainer_cfg=ctx.cfg.trainer, identity=identity, name=name,
         limit_batches=recipe.limit_batches, logger=ctx.tracker.lightning_logger())

@@ -9,6 +9,7 @@ own checkpoint directory, so a killed run resumes at the vertex it was on.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from modeconn.paths.simplex import SimplicialComplexPath, squared_volume
@@ -53,7 +54,8 @@ def grow(ctx, vertices: list[torch.Tensor], simplexes: list[list[int]], *, join:
         path = SimplicialComplexPath.grown(ctx.space, vertices, simplexes, join, lmbda=lmbda,
                                            eps=VOLUME_EPS).to(ctx.device)
         if recipe.epochs > 0:
-            train_path(path, ctx, recipe, work_dir / f"vertex{len(vertices)}", samples=int(method.n_sample))
+            train_path(path, ctx, recipe, work_dir / f"vertex{len(vertices)}", samples=int(method.n_sample),
+                       name=f"{Path(work_dir).name} vertex {len(vertices)}")
         vertices = list(path.control_points())
         simplexes = path.simplexes
         history.append({"vertex": len(vertices) - 1, "lmbda": lmbda, "volume": path.volumes()})
