@@ -163,6 +163,16 @@ def _uncached(record):
     return [_uncached(v) for v in record] if isinstance(record, list) else record
 
 
+def test_endpoints_trained_at_another_precision_get_their_own_store_key():
+    from modeconn.store import spec_key
+    from modeconn.training.endpoints import endpoint_spec
+
+    fp32 = endpoint_spec(compose_config(), 0)
+    assert "precision" not in fp32      # float32 keys are the ones stores already hold
+    bf16 = endpoint_spec(compose_config("trainer.precision=bf16-mixed"), 0)
+    assert spec_key(bf16) != spec_key(fp32)
+
+
 # ----------------------------------------------------------------- 2. signals
 
 

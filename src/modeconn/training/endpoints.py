@@ -21,6 +21,7 @@ from modeconn.training.fit import fit, steps_per_epoch
 
 # Bump when a change to models or training invalidates stored endpoints.
 STORE_FORMAT = 1
+FLOAT32 = ("32-true", "32")
 # Dataset keys that say where data lies, not what it is.
 _LOCATION_KEYS = ("root", "download")
 
@@ -39,14 +40,20 @@ def dataset_spec(cfg) -> dict:
 
 
 def endpoint_spec(cfg, index: int) -> dict:
-    """Everything that determines endpoint `index`'s trained weights."""
-    return {
+    """Everything that determines endpoint `index`'s trained weights. A numeric precision other
+    than float32 (bf16 on a GPU) trains other weights, so it joins the key; float32 runs keep
+    the keys they always had."""
+    spec = {
         "format": STORE_FORMAT,
         "dataset": dataset_spec(cfg),
         "arch": {"name": cfg.arch.name, "params": _as_dict(cfg.arch.params)},
         "recipe": _as_dict(cfg.endpoint),
         "seed": endpoint_seed(cfg.seed, index),
     }
+    precision = str(cfg.get("trainer", {}).get("precision", "32-true"))
+    if precision not in FLOAT32:
+        spec["precision"] = precision
+    return spec
 
 
 def new_model(cfg, data: Dataset) -> torch.nn.Module:
