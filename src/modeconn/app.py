@@ -8,6 +8,7 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -203,6 +204,34 @@ def cli() -> None:
         for line in error_lines(error):
             print(f"modeconn: error: {line}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        lines = lost_job_lines(error)
+        if lines is None:
+            raise
+        for line in lines:
+            print(f"modeconn: error: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+def lost_job_lines(error: BaseException) -> list[str] | None:
+    """A submitit sweep job that ended without a result (cancelled, pre-empted, killed: SIGTERM
+    ends a run as failed, with no result for submitit) as two lines instead of submitit's traceback
+    and the job's whole log; None for any other error.
+
+    hydra-submitit-launcher waits for the jobs in order and stops at the first such one, while the
+    sweep's other jobs run on under SLURM; running the same command once they are done skips the
+    finished jobs and resumes this one.
+    """
+    if type(error).__name__ != "UncompletedJobError" or not type(error).__module__.startswith("submitit"):
+        return None
+    found = re.search(r"Job (\S+) \(task: \d+\) with path (\S+)_result\.pkl\s+has not produced any output "
+                      r"\(state: ([^)]*)\)", str(error))
+    if found is None:
+        return None
+    job, stem, state = found.groups()
+    return [f"sweep job {job} ended without a result (state: {state}); its log: {stem}_log.err",
+            "the sweep's other jobs go on; once they are done (squeue shows none), run the same command "
+            "again: finished jobs are skipped, this one resumes from its checkpoints"]
 
 
 def _finished_job(cfg: DictConfig) -> dict | None:
