@@ -155,7 +155,8 @@ def main(cfg: DictConfig) -> float | None:
 
 def _freeze_import_heap() -> None:
     """Hide what the imports allocated (torch, Lightning, Hydra: ~550k objects) from the cyclic
-    garbage collector, once per process (a sweep job under submitit or joblib is its own process).
+    garbage collector, once per process: the command's (a single run, a sweep's driver) and each
+    sweep job's under submitit or joblib, which enter through :func:`main`.
 
     Interpreter exit runs several full collections, each walking every tracked object (~0.9 s
     here): a finished job, or one stopped by SIGTERM, took ~5 s to exit after its results were
@@ -187,6 +188,7 @@ def cli() -> None:
     """
     from hydra.errors import HydraException
 
+    _freeze_import_heap()                      # the sweep's driver exits at once too
     if os.environ.get("HYDRA_FULL_ERROR"):
         main()
         return
