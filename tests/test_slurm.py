@@ -102,6 +102,10 @@ def _queue(env: dict) -> list[str]:
 
 
 def test_slurm_sweep_survives_a_scancel_and_resumes(slurm, tmp_path):
+    """The issue's must-show, end to end on SLURM: a job cancelled mid-training is recorded as
+    failed (by the job and by SLURM's accounting), the sweep command ends naming it, and the same
+    command completes the sweep: the cancelled job resumes from its checkpoint, the others are
+    skipped, and over both sweeps every endpoint is trained exactly once."""
     sweep, home = tmp_path / "sweep", tmp_path / "home"
     env = _env(slurm, home)
     started = time.monotonic()
