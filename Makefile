@@ -6,7 +6,7 @@ STAMP := $(VENV)/.modeconn-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench data browser clean-venv
+.PHONY: demo test test-slow bench data browser slurm clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,15 +30,25 @@ browser:
 		|| echo "note: could not install chromium; the dashboard's browser test will be skipped"; \
 	fi
 
+# Debian's SLURM (slurm-wlm, munge; slurmdbd + MariaDB for sacct) for tests/test_slurm.py, which
+# starts a one-node cluster on this machine (.ci/slurm/start.sh) and skips without these.
+SLURM_BINARIES := slurmctld slurmd slurmdbd munged mariadbd
+slurm:
+	@missing=; for b in $(SLURM_BINARIES); do command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
+		bash .ci/slurm/install.sh \
+		|| echo "note: could not install SLURM; the SLURM test will be skipped"; \
+	fi
+
 demo: $(STAMP) data
 	$(PY) -m modeconn dataset=mnist1d arch=mlp method=linear logger=csv
 
 # Every test, the slow-marked ones too (they fit CI's budget: ~15 s today); plain `pytest`
 # skips them while developing.
-test: $(STAMP) data browser
+test: $(STAMP) data browser slurm
 	WANDB_MODE=disabled $(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
-test-slow: $(STAMP) data browser
+test-slow: $(STAMP) data browser slurm
 	WANDB_MODE=disabled $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP) data

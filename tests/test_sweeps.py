@@ -138,6 +138,24 @@ def test_launcher_configs_give_one_device_per_job(monkeypatch):
     assert app.job_gpu(4) == 0          # a single run uses the first GPU (multi-GPU through trainer.devices)
 
 
+def test_a_submitit_job_lost_to_a_signal_is_two_lines_naming_it_and_its_log(tmp_path, monkeypatch):
+    """A scancelled SLURM job leaves submitit no result: the sweep command says which job and where
+    its log is (submitit's own exception, raised where the launcher's wait for the job ends), not a traceback."""
+    from submitit.slurm.slurm import SlurmJob
+
+    from modeconn.app import lost_job_lines
+    monkeypatch.setenv("PATH", "")                         # no sacct: the state reads UNKNOWN
+    job = SlurmJob(folder=tmp_path / "%j", job_id="7_1")
+    job.paths.folder.mkdir()                               # made at submission; the job wrote no result
+    job._results_timeout_s = 0
+    with pytest.raises(Exception) as caught:
+        job._get_outcome_and_result()                      # what job.result() calls once SLURM says done
+    lines = lost_job_lines(caught.value)
+    assert lines[0] == f"sweep job 7_1 ended without a result (state: UNKNOWN); its log: {tmp_path}/7_1/7_1_0_log.err"
+    assert "run the same command again" in lines[1]
+    assert lost_job_lines(RuntimeError("Job 7_1 (task: 0) with path x_result.pkl")) is None
+
+
 @pytest.mark.slow
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
