@@ -148,6 +148,9 @@ def problems(cfg: DictConfig | Mapping) -> list[str]:
         if value is not _ABSENT and (problem := rule(value)):
             found.append(f"{key}={value!r}: {problem}")
     found += _cross_checks(cfg)
+    if not found:       # the files are read only for an otherwise good config
+        from modeconn.checkpoints import checkpoint_problems
+        found += checkpoint_problems(cfg)
     return found
 
 
