@@ -72,7 +72,7 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
         name = found.group(1) if found else "an object"
         where = _locate_global(path, name) if found else None
         key = f"key {where}: " if where else ""
-        raise CheckpointError(f"{path}: {key}holds a pickled {name}, not a tensor; it is not unpickled "
+        raise CheckpointError(f"{path}: {key}holds a pickled object ({name}), not a tensor; it is not unpickled "
                               f"(that could run code): save model.state_dict() or a .safetensors file") from e
     except Exception as e:  # a truncated zip, a foreign format
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({_first_line(e)})") from e
@@ -169,6 +169,11 @@ class _Opaque:
 
     name = ""
 
+    def __call__(self, *args, **kwargs) -> "_Opaque":   # what a REDUCE of a REDUCE calls (getattr(...)(...))
+        out = _Opaque()
+        out.name = self.name
+        return out
+
     def __setstate__(self, state) -> None:
         pass
 
@@ -205,7 +210,7 @@ def _locate_global(path: Path, name: str) -> str | None:
         return None
 
     def walk(node, where: str) -> str | None:
-        if isinstance(node, _Opaque) and node.name == name:
+        if isinstance(node, _Opaque) and (node.name == name or node.name.endswith("." + name)):
             return where or "(top level)"
         items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else ()
         for key, value in items:
