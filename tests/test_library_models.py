@@ -34,6 +34,15 @@ def _arch(*overrides):
     return compose_config(*overrides).arch
 
 
+def test_every_library_config_names_a_library():
+    from omegaconf import OmegaConf
+
+    from conftest import CONFIG_DIR
+    from modeconn.models.library import LIBRARIES
+    configs = {p.stem: OmegaConf.load(p) for p in (CONFIG_DIR / "arch").glob("*.yaml") if "library" in OmegaConf.load(p)}
+    assert sorted(configs) == sorted(LIBRARIES) and all(c.library == name for name, c in configs.items())
+
+
 def test_library_models_follow_the_data_shape_and_class_count():
     x = torch.randn(2, 1, 16, 16)
     tv = build_arch(_arch("arch=torchvision", "arch.name=resnet18"), (1, 16, 16), 7)
