@@ -60,6 +60,7 @@ def test_library_models_follow_the_data_shape_and_class_count():
     (("arch=custom",), "arch=custom needs arch._target_"),
     (("arch=custom", "arch._target_=no_such_pkg.Net"), "cannot be imported"),
     (("arch=custom", f"arch._target_={__name__}.not_a_module"), "not an nn.Module"),
+    (("arch=custom", f"arch._target_={__name__}.TinyNet", "+arch.params.depth=3"), "unexpected keyword argument 'depth'"),
 ])
 def test_a_model_that_cannot_be_built_says_why(overrides, says):
     with pytest.raises(ValueError, match=says):

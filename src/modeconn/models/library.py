@@ -51,7 +51,11 @@ def custom_model(input_shape: tuple[int, ...], num_classes: int, target: str, pa
     except Exception as e:
         raise ValueError(f"arch._target_={target}: cannot be imported ({str(e).splitlines()[0]})") from e
     kwargs = {**_offered(factory, input_shape, num_classes), **dict(params)}
-    model = instantiate({"_target_": target, **kwargs}, _convert_="all")
+    try:
+        model = instantiate({"_target_": target, **kwargs}, _convert_="all")
+    except Exception as e:  # Hydra wraps the class's own error (an unknown keyword, a bad value)
+        cause = e.__cause__ or e
+        raise ValueError(f"arch._target_={target}: {str(cause).strip().splitlines()[0]}") from e
     if not isinstance(model, nn.Module):
         raise ValueError(f"arch._target_={target} returned {type(model).__name__}, not an nn.Module")
     return model
