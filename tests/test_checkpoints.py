@@ -69,6 +69,24 @@ def test_a_checkpoint_written_by_lightning_itself_loads(tmp_path):
     assert _equal(load_checkpoint(_net(), tmp_path / "last.ckpt"), net.state_dict())
 
 
+def test_objects_beside_the_weights_are_left_out_unpickled_and_among_them_refused(tmp_path):
+    """A Lightning checkpoint of a Hydra project keeps an OmegaConf config in hyper_parameters:
+    weights_only=True refuses it, an inert stand-in takes its place, the weights load. The same
+    object among the weights is refused, naming its key."""
+    from omegaconf import OmegaConf
+
+    state = _net(1).state_dict()
+    beside, among = tmp_path / "beside.ckpt", tmp_path / "among.pt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()},
+                "hyper_parameters": {"cfg": OmegaConf.create({"arch": {"width": 32}})}}, beside)
+    torch.save({**state, "config": OmegaConf.create({"a": 1})}, among)
+    tensors = read_tensors(beside)
+    assert tensors.opaque == {"hyper_parameters.cfg": "omegaconf.dictconfig.DictConfig"}
+    assert _equal(load_checkpoint(_net(), beside), state)
+    with pytest.raises(CheckpointError, match=r"among.pt: key config: holds a pickled object \(omegaconf"):
+        load_checkpoint(_net(), among)
+
+
 def test_the_prefix_that_fits_most_keys_wins():
     expected = ["0.weight", "0.bias", "2.weight"]
     keys = ["state_dict.model.0.weight", "state_dict.model.0.bias", "state_dict.model.2.weight",
@@ -105,7 +123,7 @@ def test_wrong_shape_missing_key_and_pickled_object_each_name_file_and_key(tmp_p
     net, files = _net(), _bad_files(tmp_path)
     expected = {"shape": ["wrong_shape.pt", "features.0.linear.weight", "(16, 64)", "(32, 64)"],
                 "missing": ["missing_key.safetensors", "classifier.bias"],
-                "pickled": ["pickled.pt", "state_dict.extra", "getattr", "not unpickled"]}
+                "pickled": ["pickled.pt", "state_dict.extra", "not unpickled"]}
     for case, path in files.items():
         with pytest.raises(CheckpointError) as error:
             load_checkpoint(net, path)

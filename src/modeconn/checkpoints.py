@@ -46,11 +46,23 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_tensors(path: str | Path) -> dict[str, Tensor]:
+class FileTensors(dict):
+    """A file's tensors by dotted key; ``opaque`` names the pickled objects found beside them
+    (dotted key -> class), which were never unpickled: inert stand-ins took their place."""
+
+    def __init__(self, tensors: Mapping[str, Tensor], opaque: Mapping[str, str] | None = None):
+        super().__init__(tensors)
+        self.opaque = dict(opaque or {})
+
+
+def read_tensors(path: str | Path) -> FileTensors:
     """Every tensor in the file, nested containers flattened to dotted keys (CPU).
 
-    Never unpickles an arbitrary object: a file that holds one raises :class:`CheckpointError`
-    naming the object's class and, where it can be found, the key it sits under.
+    Never unpickles an arbitrary object. ``torch.load(weights_only=True)`` refuses every class
+    it does not know; each one it names is allowed again only as an inert stand-in (a class of
+    ours that stores nothing and runs nothing) and the load is retried, so a Lightning
+    checkpoint whose ``hyper_parameters`` hold an OmegaConf config still gives its weights. The
+    stand-ins' keys are kept in ``opaque``: :func:`match_state` refuses any among the weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,33 +71,56 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
     if suffix in SAFETENSORS:
         from safetensors.torch import load_file
         try:
-            return load_file(str(path), device="cpu")
+            return FileTensors(load_file(str(path), device="cpu"))
         except Exception as e:  # safetensors' errors: a truncated or foreign file
             raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from e
     if suffix not in TORCH_FILES:
         raise CheckpointError(f"{path}: unknown checkpoint type {suffix!r}; use .safetensors or one of "
                               f"{', '.join(TORCH_FILES)} (a torch.save'd state dict)")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        name = found.group(1) if found else "an object"
-        where = _locate_global(path, name) if found else None
-        key = f"key {where}: " if where else ""
-        raise CheckpointError(f"{path}: {key}holds a pickled object ({name}), not a tensor; it is not unpickled "
-                              f"(that could run code): save model.state_dict() or a .safetensors file") from e
-    except Exception as e:  # a truncated zip, a foreign format
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({_first_line(e)})") from e
-    tensors = flatten_tensors(obj)
+    obj = _load_inert(path)
+    opaque: dict[str, str] = {}
+    tensors = flatten_tensors(obj, opaque=opaque)
     if not tensors:
-        raise CheckpointError(f"{path}: holds no tensors")
-    return tensors
+        what = f" (only {', '.join(sorted(set(opaque.values())))})" if opaque else ""
+        raise CheckpointError(f"{path}: holds no tensors{what}; save model.state_dict() or a .safetensors file")
+    return FileTensors(tensors, opaque)
 
 
-def flatten_tensors(obj, prefix: str = "") -> dict[str, Tensor]:
-    """Tensors in nested dicts/lists as ``{dotted.key: tensor}``; other leaves are dropped."""
+_MAX_STAND_INS = 100
+
+
+def _load_inert(path: Path):
+    """``torch.load(weights_only=True)`` with inert stand-ins for the classes it refuses."""
+    stand_ins: list[tuple[type, str]] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(stand_ins):
+                return torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            full = found and (found.group(1) if "." in found.group(1) else f"builtins.{found.group(1)}")
+            if full and len(stand_ins) < _MAX_STAND_INS and full not in {n for _, n in stand_ins}:
+                stand_ins.append((_stand_in(full), full))
+                continue
+            name = found.group(1) if found else (stand_ins[-1][1] if stand_ins else "an object")
+            where = _locate_global(path, {name, *(n for _, n in stand_ins)})
+            key = f"key {where}: " if where else ""
+            raise CheckpointError(f"{path}: {key}holds a pickled object ({name}) that only unpickling could read; "
+                                  f"it is not unpickled (that could run code): save model.state_dict() or a "
+                                  f".safetensors file") from e
+        except Exception as e:  # a truncated zip, a foreign format
+            raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({_first_line(e)})") from e
+
+
+def flatten_tensors(obj, prefix: str = "", opaque: dict[str, str] | None = None) -> dict[str, Tensor]:
+    """Tensors in nested dicts/lists as ``{dotted.key: tensor}``; stand-ins for pickled objects
+    are noted in ``opaque`` (key -> class); other leaves (numbers, strings) are dropped."""
     if isinstance(obj, Tensor):
         return {prefix[:-1]: obj}
+    if isinstance(obj, _Opaque):
+        if opaque is not None:
+            opaque[prefix[:-1] or "(top level)"] = obj.name
+        return {}
     out: dict[str, Tensor] = {}
     if isinstance(obj, Mapping):
         items: Iterable = obj.items()
@@ -94,7 +129,7 @@ def flatten_tensors(obj, prefix: str = "") -> dict[str, Tensor]:
     else:
         return out
     for key, value in items:
-        out.update(flatten_tensors(value, f"{prefix}{key}."))
+        out.update(flatten_tensors(value, f"{prefix}{key}.", opaque))
     return out
 
 
@@ -123,6 +158,13 @@ def match_state(model: nn.Module, tensors: Mapping[str, Tensor], source: str) ->
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     under = f" (under {prefix[:-1]!r})" if prefix else ""
     name = type(model).__name__
+    opaque = getattr(tensors, "opaque", {})
+    among = [k for k in opaque if k.startswith(prefix) or not prefix]
+    if among:
+        k = among[0]
+        raise CheckpointError(f"{source}: key {k}: holds a pickled object ({opaque[k]}) among the weights, not a "
+                              f"tensor; it is not unpickled (that could run code): save model.state_dict() or "
+                              f"a .safetensors file{_more(among)}")
     missing = [k for k in expected if k not in state and not k.endswith(OPTIONAL_KEYS)]
     if missing:
         raise CheckpointError(f"{source}: missing key {missing[0]}{_more(missing)} that {name} has{under}")
@@ -187,21 +229,31 @@ class _Opaque:
         pass
 
 
+def _stand_in(full: str) -> type:
+    """An inert class registered for weights_only loading under the name ``full``."""
+    return type(full.rsplit(".", 1)[-1], (_Opaque,), {"name": full, "__init__": lambda self, *a, **k: None})
+
+
+class _Dict(dict):
+    """An OrderedDict's stand-in that keeps its items (a state dict carries ``_metadata``)."""
+
+
 class _Locator(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         full = f"{module}.{name}"
         if full == "collections.OrderedDict":
-            return dict                      # a state dict: keep its items to walk them
-        # the name on the class: NEWOBJ builds instances without calling __init__
-        return type(name, (_Opaque,), {"name": full, "__init__": lambda self, *a, **k: None})
+            return _Dict                     # a state dict: keep its items to walk them
+        return _stand_in(full)     # the name on the class: NEWOBJ builds instances without __init__
 
     def persistent_load(self, pid):
         return None
 
 
-def _locate_global(path: Path, name: str) -> str | None:
-    """The dotted key under which a torch zip checkpoint holds an object of class ``name``,
-    found by replaying its pickle with inert stand-ins (best effort; None when not found)."""
+def _locate_global(path: Path, names: set[str]) -> str | None:
+    """The dotted key under which a torch zip checkpoint holds an object built from one of the
+    globals ``names`` (those weights_only refused), found by replaying its pickle with inert
+    stand-ins (best effort; None when not found)."""
+    short = {n.rsplit(".", 1)[-1] for n in names}
     try:
         with zipfile.ZipFile(path) as archive:
             pkl = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
@@ -210,7 +262,7 @@ def _locate_global(path: Path, name: str) -> str | None:
         return None
 
     def walk(node, where: str) -> str | None:
-        if isinstance(node, _Opaque) and (node.name == name or node.name.endswith("." + name)):
+        if isinstance(node, _Opaque) and (node.name in names or node.name.rsplit(".", 1)[-1] in short):
             return where or "(top level)"
         items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else ()
         for key, value in items:
