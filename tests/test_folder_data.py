@@ -97,3 +97,34 @@ def test_a_folder_is_known_by_its_path_and_file_list(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / "train" / "cat" / "new.png")
     after = dataset_spec(cfg)
     assert after["source"]["digest"] != before["source"]["digest"] and after["source"]["files"] == 22
+
+
+def test_a_missing_folder_or_bad_recipe_is_refused_before_any_work(tmp_path):
+    from modeconn import validate
+
+    root = make_folder(tmp_path / "imgs")
+    assert validate.problems(compose_config("dataset=folder", f"dataset.root={root}")) == []
+    (missing,) = validate.problems(compose_config("dataset=folder", f"dataset.root={tmp_path / 'nowhere'}"))
+    assert "no training split" in missing and "nowhere" in missing
+    (channels,) = validate.problems(compose_config("dataset=folder", f"dataset.root={root}", "dataset.channels=2"))
+    assert "dataset.channels=2" in channels
+
+
+def test_the_api_reads_a_streamed_folder_with_the_same_numbers(tmp_path):
+    import modeconn as mc
+
+    root = make_folder(tmp_path / "imgs")
+    torch.manual_seed(0)
+    net = build_model("convnet", {"channels": [4], "hidden": 0, "batchnorm": True}, (3, 8, 8), 3)
+    a = net.state_dict()
+    torch.manual_seed(1)
+    b = build_model("convnet", {"channels": [4], "hidden": 0, "batchnorm": True}, (3, 8, 8), 3).state_dict()
+    profiles = []
+    for limit in (4.0, 1e-9):
+        train, test = mc.image_folder(root, size=8, memory_limit_gb=limit)
+        aligned, _ = mc.align_weights(net, a, b, method="activation", data=train)
+        profiles.append(mc.evaluate(mc.linear(net, a, aligned, points=3), net, train=train, test=test,
+                                    progress=False))
+    assert isinstance(train[0], StreamedImages)
+    for k, values in profiles[0].path.items():
+        assert profiles[1].path[k] == pytest.approx(values, abs=1e-5), k

@@ -88,8 +88,8 @@ def _device(net: nn.Module, device) -> torch.device:
 
 def _tensors(data: Data, what: str) -> tuple[Tensor, Tensor]:
     """(x, y) from a pair of tensors, a map-style Dataset or an iterable of (x, y) batches."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        x, y = data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(hasattr(t, "shape") for t in data):
+        x, y = data        # tensors, or a streamed folder's images (image_folder above its memory limit)
     else:
         if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
             batches: Iterable = torch.utils.data.DataLoader(data, batch_size=512, shuffle=False)
@@ -107,7 +107,7 @@ def _tensors(data: Data, what: str) -> tuple[Tensor, Tensor]:
         x, y = torch.cat(xs), torch.cat(ys)
     if len(x) != len(y):
         raise ValueError(f"{what}: {len(x)} inputs but {len(y)} labels")
-    return x.float(), y.long()
+    return x.float(), torch.as_tensor(y).long()
 
 
 def as_dataset(train: Data, test: Data | None = None, *, device=None, num_classes: int | None = None) -> Dataset:
