@@ -83,10 +83,28 @@ def test_traced_alignment_permutes_library_models_without_changing_them():
         assert report["max_logit_change"] < 1e-4 and report["fraction_in_place"] < 0.5
 
 
-def test_an_op_the_tracer_does_not_know_is_named():
+def test_an_op_the_tracer_does_not_know_is_named_before_any_training(run_config, tmp_path):
+    from modeconn.app import USER_ERRORS, run
+
     net = build_arch(_arch("arch=timm", "arch.name=convnext_atto"), (3, 32, 32), 10)
     with pytest.raises(UnsupportedGraph, match="permute"):
         permutation_spec(net, (3, 32, 32))
+    assert issubclass(UnsupportedGraph, USER_ERRORS)      # one line on the command line, exit 2
+    with pytest.raises(UnsupportedGraph, match="permute"):
+        run(run_config("arch=custom", f"arch._target_={__name__}.Permuting", "dataset=digits", "align=weight"))
+    assert not (tmp_path / "store" / "endpoints").exists()
+
+
+class Permuting(nn.Module):
+    """A custom class with an op the tracer does not follow (a channel permute)."""
+
+    def __init__(self, num_classes: int, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).permute(0, 2, 3, 1).mean((1, 2)))
 
 
 def test_zoo_store_keys_are_unchanged_and_library_models_get_their_own():

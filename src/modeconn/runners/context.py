@@ -59,6 +59,8 @@ class RunContext:
     def load_endpoints(self, count: int) -> list[torch.Tensor]:
         """Endpoints 0..count-1 (trained once, from the store), each evaluated and recorded;
         with ``align=`` set, endpoints 1.. are permuted to match endpoint 0 (same functions)."""
+        if count > 1 and self.cfg.align.name != "none":
+            self.permutation_spec()        # a net the tracer cannot follow is refused before any training
         for i in range(len(self.endpoints), count):
             with self.record.stage("endpoints"):
                 state, about = self._endpoint_state(i)
