@@ -176,3 +176,14 @@ def test_the_command_line_says_one_line_per_bad_file_exits_2_and_writes_nothing(
     assert "features.0.linear.weight" in lines[0] and "classifier.bias" in lines[1] and "state_dict.extra" in lines[2]
     assert not home.exists() and not (run_dir / "results.json").exists()
     assert not (tmp_path / "code_ran").exists()
+
+
+def test_sweep_jobs_recorded_before_endpoint_checkpoints_existed_still_count_as_done():
+    from omegaconf import OmegaConf
+
+    from modeconn.resume import comparable
+    now = OmegaConf.to_container(compose_config("output_dir=x"), resolve=False)
+    before = {**now, "endpoint": {k: v for k, v in now["endpoint"].items() if k != "checkpoints"}}
+    assert comparable(before) == comparable(now)
+    files = {**now, "endpoint": {**now["endpoint"], "checkpoints": ["a.pt", "b.pt"]}}
+    assert comparable(files) != comparable(now)
