@@ -8,7 +8,6 @@ from PIL import Image
 
 from conftest import compose_config
 from modeconn.data import DatasetNotFound, TensorLoader, load_dataset
-from modeconn.data.folder import folder_identity
 from modeconn.data.streamed import StreamedImages
 from modeconn.evaluation.metrics import evaluate_point
 from modeconn.models import build_model

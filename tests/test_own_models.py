@@ -123,7 +123,7 @@ def test_resnet18_from_files_on_a_folder_by_the_command_line_and_the_api(resnet_
     assert not resnet_run["home"].exists()                 # the store is not touched for files
     (x_train, y_train), (x_test, y_test) = mc.image_folder(resnet_run["root"], size=16)
     for endpoint, file in zip(r["endpoints"], resnet_run["files"]):
-        assert endpoint["file"] == str(file) and endpoint["sha256"] == mc.api.file_sha256(file)
+        assert endpoint["file"] == str(file) and endpoint["sha256"] == mc.file_sha256(file)
         assert {k: endpoint[k] for k in ("test_nll", "test_err")} == \
             pytest.approx(_independent_metrics(file, x_train, x_test, y_test), abs=1e-4)
     # alignment leaves B's function alone: logits, and the whole protocol at t = 1

@@ -20,7 +20,7 @@ import importlib
 
 _API = ("load_weights", "align_weights", "linear", "bezier", "polychain", "simplex", "train_path", "evaluate",
         "evaluate_at", "Profile", "as_dataset", "image_folder", "save_json")
-_OTHER = {"CheckpointError": "modeconn.checkpoints", "UserError": "modeconn.errors"}
+_OTHER = {"CheckpointError": "modeconn.checkpoints", "file_sha256": "modeconn.checkpoints", "UserError": "modeconn.errors"}
 
 __all__ = [*_API, *_OTHER]
 

@@ -30,7 +30,7 @@ from pathlib import Path as FilePath
 import torch
 from torch import Tensor, nn
 
-from modeconn.checkpoints import CheckpointError, file_sha256, load_checkpoint, match_state
+from modeconn.checkpoints import CheckpointError, load_checkpoint, match_state
 from modeconn.data.base import Dataset
 from modeconn.evaluation.metrics import evaluate_point
 from modeconn.evaluation.plots import plot_profile
