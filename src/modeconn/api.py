@@ -177,9 +177,9 @@ def align_weights(net: nn.Module, a: Weights, b: Weights, *, method: str = "weig
 
 
 def _path(net: nn.Module, cfg: dict, ends: Sequence[Weights], device) -> Path:
-    space = ParameterSpace(net)
-    vectors = [_vector(net, space, w, name) for w, name in zip(ends, ("a", "b"))]
-    return build_path(cfg, space, vectors).to(_device(net, device))
+    space, dev = ParameterSpace(net), _device(net, device)
+    vectors = [_vector(net, space, w, name).to(dev) for w, name in zip(ends, ("a", "b"))]  # any mix of devices
+    return build_path(cfg, space, vectors).to(dev)
 
 
 def linear(net: nn.Module, a: Weights, b: Weights, *, points: int = 61, device=None) -> Path:
@@ -202,15 +202,15 @@ def simplex(net: nn.Module, *vertices: Weights, new_vertices: int = 1, lmbda: fl
             device=None) -> SimplicialComplexPath:
     """Benton's simplex over the given (fixed) vertices plus ``new_vertices`` trainable ones at
     their centroid; ``lmbda`` weighs SPRO's volume term -lmbda * log(V + 1e-4) in training."""
-    space = ParameterSpace(net)
-    fixed = [_vector(net, space, w, f"vertex {i}") for i, w in enumerate(vertices)]
+    space, dev = ParameterSpace(net), _device(net, device)
+    fixed = [_vector(net, space, w, f"vertex {i}").to(dev) for i, w in enumerate(vertices)]
     if not fixed:
         raise ValueError("simplex needs at least one vertex")
     centroid = torch.stack(fixed).mean(0)
     points = fixed + [centroid.clone() for _ in range(new_vertices)]
     free = [False] * len(fixed) + [True] * new_vertices
     path = SimplicialComplexPath(space, points, free, [list(range(len(points)))], lmbda=lmbda, eps=1e-4)
-    return path.to(_device(net, device))
+    return path.to(dev)
 
 
 # --------------------------------------------------------------------------- training
