@@ -166,7 +166,10 @@ def _plain(v):
 
 
 def test_arch_configs_cover_registry():
-    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(ARCHITECTURES)
+    """Every zoo config names a registered builder; library configs (torchvision, timm, custom)
+    name a library instead (tests/test_library_models.py)."""
+    zoo = [p.stem for p in CONF.glob("*.yaml") if "library" not in OmegaConf.load(p)]
+    assert sorted(zoo) == sorted(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from modeconn import validate
+from modeconn.align.groups import UnsupportedGraph
 from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.errors import ConfigError, UserError, interrupt_on_signals
 from modeconn.paths import ParameterSpace
@@ -35,7 +36,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Bad input, reported as one line instead of a traceback: the message names the value, file or
 # place and the remedy. OSError covers what the disk says (unwritable or full, a file where a
 # directory should be).
-USER_ERRORS = (UserError, DatasetNotFound, IncompatibleCheckpoint, CorruptEntry, NotAChain, OSError)
+USER_ERRORS = (UserError, DatasetNotFound, IncompatibleCheckpoint, CorruptEntry, NotAChain, UnsupportedGraph, OSError)
 log = logging.getLogger("modeconn")
 MAX_DIRNAME = 120
 

@@ -24,6 +24,10 @@ def comparable(config: dict) -> dict:
     config = {k: v for k, v in config.items() if k not in IGNORED_KEYS}
     if isinstance(config.get("trainer"), dict):
         config["trainer"] = {k: v for k, v in config["trainer"].items() if k not in IGNORED_TRAINER_KEYS}
+    if isinstance(config.get("endpoint"), dict) and config["endpoint"].get("checkpoints") is None:
+        # endpoint.checkpoints (issue 18) unset = endpoints trained as before: records made
+        # before the key existed still match
+        config["endpoint"] = {k: v for k, v in config["endpoint"].items() if k != "checkpoints"}
     return config
 
 

@@ -148,6 +148,9 @@ def problems(cfg: DictConfig | Mapping) -> list[str]:
         if value is not _ABSENT and (problem := rule(value)):
             found.append(f"{key}={value!r}: {problem}")
     found += _cross_checks(cfg)
+    if not found:       # the files are read only for an otherwise good config
+        from modeconn.checkpoints import checkpoint_problems
+        found += checkpoint_problems(cfg)
     return found
 
 
@@ -160,6 +163,14 @@ def _cross_checks(cfg: DictConfig | Mapping) -> list[str]:
     store = _get(cfg, "store_dir")
     if store not in (_ABSENT, None) and (problem := _unusable_dir(Path(str(store)).expanduser())):
         out.append(f"store_dir={store} (MODECONN_HOME, default ~/.cache/modeconn): {problem}")
+    if _get(cfg, "dataset.name") == "folder":          # your own images: the folder must be there
+        from modeconn.data import DatasetNotFound
+        from modeconn.data.folder import recipe, split_dirs
+        try:
+            split_dirs(_get(cfg, "dataset"))
+            recipe(_get(cfg, "dataset"))
+        except (DatasetNotFound, ValueError) as e:
+            out.append(str(e))
     if _get(cfg, "method.pam.enabled") is True and (_get(cfg, "method.name"), _get(cfg, "method.num_bends")) != ("bezier", 3):
         out.append("method.pam.enabled=true needs method=bezier with method.num_bends=3 (Tatro's quadratic curve)")
     return out

@@ -76,4 +76,14 @@ def build_model(name: str, params: Mapping | None, input_shape: tuple[int, ...],
     return builder(tuple(input_shape), int(num_classes), **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "build_model", "default_params"]
+def build_arch(arch: Mapping, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The network an ``arch`` config node describes: a zoo model by ``name``, or, with a
+    ``library`` key, a torchvision/timm/custom class (:mod:`modeconn.models.library`)."""
+    node = _plain(arch)
+    if node.get("library"):
+        from modeconn.models.library import build_library_model
+        return build_library_model(node, input_shape, num_classes)
+    return build_model(node["name"], node.get("params"), input_shape, num_classes)
+
+
+__all__ = ["ARCHITECTURES", "build_arch", "build_model", "default_params"]

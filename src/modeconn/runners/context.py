@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from modeconn.checkpoints import file_sha256, load_checkpoint
 from modeconn.data import Dataset
+from modeconn.errors import ConfigError
 from modeconn.evaluation.ensemble import member_probs
 from modeconn.evaluation.metrics import PointMetrics, evaluate_point
 from modeconn.paths import ParameterSpace
@@ -57,22 +59,42 @@ class RunContext:
     def load_endpoints(self, count: int) -> list[torch.Tensor]:
         """Endpoints 0..count-1 (trained once, from the store), each evaluated and recorded;
         with ``align=`` set, endpoints 1.. are permuted to match endpoint 0 (same functions)."""
+        if count > 1 and self.cfg.align.name != "none":
+            self.permutation_spec()        # a net the tracer cannot follow is refused before any training
         for i in range(len(self.endpoints), count):
             with self.record.stage("endpoints"):
-                entry, cached = obtain_endpoint(self.cfg, self.data, i, self.store)
-                load_state(self.model, entry.state, source=str(self.store.entry_dir(entry.key)))
-            state = {k: v.to(self.device) for k, v in entry.state.items()}
+                state, about = self._endpoint_state(i)
+            state = {k: v.to(self.device) for k, v in state.items()}
             vector = self.space.flatten(state)
             with self.record.stage("evaluate"):
                 metrics = self.evaluate(vector)
-            self.record.data["endpoints"].append({"key": entry.key, "cached": cached, **metrics.as_dict(),
-                                                  **self._radii(vector, i)})
+            radii = self._radii(vector, i) if "file" not in about else {"radius": float(vector.norm())}
+            self.record.data["endpoints"].append({**about, **metrics.as_dict(), **radii})
             if i > 0 and self.cfg.align.name != "none":
                 with self.record.stage("align"):
                     state = self._aligned(state)
             self.states.append(state)
             self.endpoints.append(self.space.flatten(state))
         return self.endpoints[:count]
+
+    def _endpoint_state(self, index: int) -> tuple[dict[str, torch.Tensor], dict]:
+        """Endpoint `index`'s state dict and what the record says of where it came from: the store
+        (trained once), or file `index` of ``endpoint.checkpoints`` (named with its sha256; the
+        store is not touched)."""
+        files = self.cfg.endpoint.get("checkpoints")
+        if files:
+            if index >= len(files):
+                raise ConfigError([f"endpoint.checkpoints has {len(files)} files; this method needs "
+                                   f"at least {index + 1}"])
+            path = Path(str(files[index])).expanduser()
+            state = load_checkpoint(self.model, path)
+            load_state(self.model, state, source=str(path))
+            digest = file_sha256(path)
+            return state, {"key": f"sha256:{digest[:20]}", "cached": False, "file": str(path.resolve()),
+                           "sha256": digest}
+        entry, cached = obtain_endpoint(self.cfg, self.data, index, self.store)
+        load_state(self.model, entry.state, source=str(self.store.entry_dir(entry.key)))
+        return entry.state, {"key": entry.key, "cached": cached}
 
     def _radii(self, vector: torch.Tensor, index: int) -> dict[str, float]:
         """How far training took endpoint `index` from the origin and from where it started

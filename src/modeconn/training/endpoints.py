@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from modeconn.data import Dataset, TensorLoader
 from modeconn.errors import TrainingDiverged
-from modeconn.models import build_model
+from modeconn.models import build_arch
 from modeconn.store import EndpointStore, Entry
 from modeconn.training.classifier import ClassifierModule
 from modeconn.training.fit import fit, steps_per_epoch
@@ -24,6 +24,8 @@ STORE_FORMAT = 1
 FLOAT32 = ("32-true", "32")
 # Dataset keys that say where data lies, not what it is.
 _LOCATION_KEYS = ("root", "download")
+# endpoint.* keys that are not part of the training recipe (files to load instead of training).
+_NOT_RECIPE = ("checkpoints",)
 
 
 def endpoint_seed(run_seed: int, index: int) -> int:
@@ -35,8 +37,24 @@ def _as_dict(node) -> dict:
 
 
 def dataset_spec(cfg) -> dict:
-    """The dataset's options that determine what is trained on (not where its files lie)."""
-    return {k: v for k, v in _as_dict(cfg.dataset).items() if k not in _LOCATION_KEYS}
+    """The dataset's options that determine what is trained on (not where its files lie).
+    A folder of images is whatever files it holds: its identity is the folder and a digest of
+    its file list (``data.folder.folder_identity``), not the tensors."""
+    spec = {k: v for k, v in _as_dict(cfg.dataset).items() if k not in _LOCATION_KEYS}
+    if spec.get("name") == "folder":
+        from modeconn.data.folder import folder_identity
+        spec["source"] = folder_identity(cfg.dataset)
+    return spec
+
+
+def arch_spec(cfg) -> dict:
+    """The architecture as the store key and training identities see it; a library or custom
+    class adds its library and target (zoo archs keep the keys they always had)."""
+    spec = {"name": cfg.arch.name, "params": _as_dict(cfg.arch.get("params") or {})}
+    for key in ("library", "_target_"):
+        if cfg.arch.get(key):
+            spec[key] = cfg.arch[key]
+    return spec
 
 
 def endpoint_spec(cfg, index: int) -> dict:
@@ -46,8 +64,8 @@ def endpoint_spec(cfg, index: int) -> dict:
     spec = {
         "format": STORE_FORMAT,
         "dataset": dataset_spec(cfg),
-        "arch": {"name": cfg.arch.name, "params": _as_dict(cfg.arch.params)},
-        "recipe": _as_dict(cfg.endpoint),
+        "arch": arch_spec(cfg),
+        "recipe": {k: v for k, v in _as_dict(cfg.endpoint).items() if k not in _NOT_RECIPE},
         "seed": endpoint_seed(cfg.seed, index),
     }
     precision = str(cfg.get("trainer", {}).get("precision", "32-true"))
@@ -57,7 +75,7 @@ def endpoint_spec(cfg, index: int) -> dict:
 
 
 def new_model(cfg, data: Dataset) -> torch.nn.Module:
-    return build_model(cfg.arch.name, cfg.arch.params, data.input_shape, data.num_classes)
+    return build_arch(cfg.arch, data.input_shape, data.num_classes)
 
 
 def initial_model(cfg, data: Dataset, seed: int) -> torch.nn.Module:

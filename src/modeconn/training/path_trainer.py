@@ -9,6 +9,8 @@ path's own `penalty()` (the log-volume term) once per step.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +20,7 @@ from torch.func import functional_call
 from modeconn.data import TensorLoader
 from modeconn.paths.base import Path
 from modeconn.training.classifier import ScheduledSGDModule
-from modeconn.training.endpoints import dataset_spec
+from modeconn.training.endpoints import arch_spec, dataset_spec
 from modeconn.training.fit import fit, steps_per_epoch
 
 
@@ -67,18 +69,28 @@ def train_path(path: Path, ctx, recipe=None, work_dir=None, samples: int = 1, na
     (checkpoints in `work_dir`, default the run's checkpoints/path); `samples` points per step.
     `name` says what trains in log lines (e.g. "simplex 0 vertex 2")."""
     recipe = recipe or ctx.cfg.method.train
-    seed = int(ctx.cfg.seed)
-    loader = TensorLoader(ctx.data.x_train, ctx.data.y_train, recipe.batch_size, shuffle=True,
-                          augment=ctx.data.augment, seed=seed)
-    total = steps_per_epoch(loader, recipe.limit_batches) * recipe.epochs
-    module = PathModule(path, ctx.model, loader, samples=samples, lr=recipe.lr, momentum=recipe.momentum, wd=recipe.wd,
-                        total_steps=total, schedule=recipe.schedule, seed=seed)
     # With the path's starting state (its anchors: the endpoints, aligned or not), this
     # determines the training: a checkpoint made with anything else is not resumed.
-    identity = {"path": type(path).__name__, "recipe": OmegaConf.to_container(recipe, resolve=True),
-                "samples": samples, "seed": seed, "dataset": dataset_spec(ctx.cfg),
-                "arch": {"name": ctx.cfg.arch.name, "params": OmegaConf.to_container(ctx.cfg.arch.params, resolve=True)},
+    identity = {"dataset": dataset_spec(ctx.cfg), "arch": arch_spec(ctx.cfg),
                 "precision": str(ctx.cfg.trainer.get("precision", "32-true"))}
-    fit(module, epochs=recipe.epochs, work_dir=work_dir or ctx.out_dir / "checkpoints" / "path",
-        trainer_cfg=ctx.cfg.trainer, identity=identity, name=name,
-        limit_batches=recipe.limit_batches, logger=ctx.tracker.lightning_logger())
+    fit_path(path, ctx.model, ctx.data.x_train, ctx.data.y_train, OmegaConf.to_container(recipe, resolve=True),
+             seed=int(ctx.cfg.seed), augment=ctx.data.augment,
+             work_dir=work_dir or ctx.out_dir / "checkpoints" / "path", trainer_cfg=ctx.cfg.trainer,
+             identity=identity, samples=samples, name=name, logger=ctx.tracker.lightning_logger())
+
+
+def fit_path(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Mapping, *, seed: int,
+             work_dir, trainer_cfg: Mapping, identity: Mapping | None = None, augment: str | None = None,
+             samples: int = 1, name: str = "path", logger=False) -> None:
+    """Train `path` on (x, y) with `recipe` (epochs, lr, wd, momentum, batch_size, schedule,
+    limit_batches): the run's trainer and the Python API (`modeconn.train_path`) share this."""
+    recipe = dict(recipe)
+    recipe.setdefault("limit_batches", None)
+    loader = TensorLoader(x, y, recipe["batch_size"], shuffle=True, augment=augment, seed=seed)
+    total = steps_per_epoch(loader, recipe["limit_batches"]) * recipe["epochs"]
+    module = PathModule(path, model, loader, samples=samples, lr=recipe["lr"], momentum=recipe["momentum"],
+                        wd=recipe["wd"], total_steps=total, schedule=recipe["schedule"], seed=seed)
+    identity = {"path": type(path).__name__, "recipe": recipe, "samples": samples, "seed": seed,
+                **dict(identity or {})}
+    fit(module, epochs=recipe["epochs"], work_dir=work_dir, trainer_cfg=trainer_cfg, identity=identity, name=name,
+        limit_batches=recipe["limit_batches"], logger=logger)
