@@ -1,6 +1,7 @@
 """The fast evaluation path (ghost-batch BN pass, large eval batches) agrees with a
 plain point-by-point reference: functional_call, explicit BN reset, one train-mode
-pass over batches of bn_batch_size, then eval-mode passes."""
+pass over batches of bn_batch_size weighted as Garipov's `update_bn` (momentum
+b / (n + b)), then eval-mode passes."""
 import numpy as np
 import pytest
 import torch
@@ -41,16 +42,31 @@ MODELS = {
 
 
 @torch.no_grad()
-def reference_point(model, params, data, wd, bn_batch_size):
+def garipov_update_bn(model, params, x, bn_batch_size, momentum=lambda n, b: b / (n + b)):
+    """Garipov's utils.update_bn: reset, then plain train-mode BN passes with momentum
+    b / (n + b) for a batch of b after n examples (dropout kept off, as ours)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None
     model.eval()
     for m in bns:
         m.train()
-    for start in range(0, data.x_train.shape[0], bn_batch_size):
-        functional_call(model, params, (data.x_train[start:start + bn_batch_size],))
+    seen = 0
+    for start in range(0, x.shape[0], bn_batch_size):
+        batch = x[start:start + bn_batch_size]
+        for m in bns:
+            m.momentum = momentum(seen, batch.shape[0])
+        functional_call(model, params, (batch,))
+        seen += batch.shape[0]
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
+@torch.no_grad()
+def reference_point(model, params, data, wd, bn_batch_size):
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    garipov_update_bn(model, params, data.x_train, bn_batch_size)
     for m in bns:
         m.momentum = 0.1
     model.eval()
@@ -140,3 +156,31 @@ def test_evaluate_point_equals_reference_without_bn():
     for key in METRICS:
         _close(got[key], ref[key], key)
     assert np.isfinite(got["train_loss"])
+
+
+def test_bn_statistics_weight_a_short_last_batch_as_garipov():
+    """10,000 examples in batches of 128 leave a last batch of 16: Garipov's update_bn
+    weights it by 16/10,000, an equal-weight average (momentum None) by 1/79. Ours
+    equals his, and the test can tell the two apart."""
+    torch.manual_seed(0)
+    model = build_model("mlp", {"width": 32, "depth": 2, "batchnorm": True}, SHAPE, 10)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(10_000, *SHAPE, generator=g) * 2 + 0.5
+    x[-16:] = 4.0 * x[-16:] + 3.0  # a distinct last batch, so its weight shows
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def stats():
+        return [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+
+    garipov_update_bn(model, params, x, 128)
+    expected = stats()
+    garipov_update_bn(model, params, x, 128, momentum=lambda n, b: None)  # equal weights
+    equal = stats()
+    recompute_bn(model, params, x, 128)
+    got = stats()
+    for (mean, var), (emean, evar), (qmean, qvar) in zip(got, expected, equal):
+        assert torch.allclose(mean, emean, atol=2e-6, rtol=1e-5)
+        assert torch.allclose(var, evar, atol=2e-6, rtol=1e-5)
+        # the equal-weight average is measurably elsewhere (>> the tolerance above)
+        assert max((mean - qmean).abs().max(), ((var - qvar) / var).abs().max()) > 1e-3
