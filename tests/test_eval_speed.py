@@ -184,3 +184,47 @@ def test_bn_statistics_weight_a_short_last_batch_as_garipov():
         assert torch.allclose(var, evar, atol=2e-6, rtol=1e-5)
         # the equal-weight average is measurably elsewhere (>> the tolerance above)
         assert max((mean - qmean).abs().max(), ((var - qvar) / var).abs().max()) > 1e-3
+
+
+class _ScaledInput(torch.nn.Module):
+    """The first Linear does not read the raw input: the cache must not apply."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.out = torch.nn.Linear(144, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.linear(2.0 * x.flatten(1))))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_first_layer_precompute_gives_the_plain_numbers(name):
+    """sum_k c_k (x W_k^T + b_k) fed past the first layer = the network at w(t), at every point."""
+    from modeconn.evaluation.first_layer import FirstLayerCache
+    model, space, path = _curve(name, points=5)
+    data = _data()
+    assert FirstLayerCache.build(path, model, data) is not None
+    kw = dict(wd=5e-4, batch_size=100, bn_batch_size=50, progress=False)
+    fast, _ = evaluate_path(path, model, data, **kw)
+    plain, _ = evaluate_path(path, model, data, precompute=False, **kw)
+    for key in METRICS:
+        for a, b in zip(fast[key], plain[key]):
+            if key.endswith("_err"):
+                assert a == b, key
+            else:
+                assert abs(a - b) <= 1e-5 * abs(b), (key, a, b)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the first layer is switched back on
+
+
+def test_first_layer_precompute_falls_back_where_it_does_not_apply_or_fit():
+    from modeconn.evaluation.first_layer import FirstLayerCache
+    data = _data()
+    model = _ScaledInput()
+    space = ParameterSpace(model)
+    a = space.flatten(model.state_dict())
+    path = BezierPath(space, a, a + 0.1, num_bends=3, points=3)
+    assert FirstLayerCache.build(path, model, data) is None  # its first layer reads 2x, not x
+    model, space, path = _curve("mlp_bn", points=3)
+    # 4 x (333 + 101) examples x 24 outputs x 4 bytes = 166,656 bytes
+    assert FirstLayerCache.build(path, model, data, budget=166_655) is None
+    assert FirstLayerCache.build(path, model, data, budget=166_656) is not None
