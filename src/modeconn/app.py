@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from modeconn import validate
+from modeconn import threads, validate
 from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.errors import ConfigError, UserError, interrupt_on_signals
 from modeconn.paths import ParameterSpace
@@ -89,6 +89,7 @@ def run(cfg: DictConfig) -> dict:
         try:
             if problems:
                 raise ConfigError(problems)    # a sweep job: recorded as failed, the sweep goes on
+            threads.apply(cfg.trainer.get("threads", "auto"), _launcher_config())
             device = device_for(cfg)
             if device.type == "cuda":
                 torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
@@ -117,6 +118,13 @@ def _build_model(cfg: DictConfig, data) -> torch.nn.Module:
         return new_model(cfg, data)
     except (ValueError, TypeError) as error:
         raise ConfigError([f"arch={cfg.arch.name}: {error}"]) from error
+
+
+def _launcher_config() -> dict | None:
+    """This multirun job's launcher config (None in a single run)."""
+    if not _in_multirun():
+        return None
+    return OmegaConf.to_container(HydraConfig.get().launcher, resolve=True)
 
 
 def _in_multirun() -> bool:
