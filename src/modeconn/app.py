@@ -27,6 +27,7 @@ from modeconn.results import RunRecord, run_setting
 from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
 from modeconn.tracking import make_tracker
+from modeconn.training import accel
 from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -97,7 +98,7 @@ def run(cfg: DictConfig) -> dict:
             if cfg.method.get("needs_data", True):    # all but Fort's toy landscape
                 with record.stage("data"):
                     data = load_dataset(cfg.dataset, device, home=cfg.store_dir)
-                model = _build_model(cfg, data).to(device)
+                model = accel.prepare(_build_model(cfg, data).to(device), data, cfg.trainer)
                 space = ParameterSpace(model)
             tracker = make_tracker(cfg, out_dir)
             ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
