@@ -8,7 +8,7 @@ term; compared with 5 plain steps, its ideal cost. Plain step: model(x), CE,
 backward, SGD with weight_decay. Batches of 128 Fashion-MNIST-shaped inputs (random
 tensors: only the shape matters). Steps alternate after a warm-up; medians over the repeats.
 
-    .venv/bin/python benchmarks/curve_step.py [--archs mlp convnet] [--steps 20] [--repeats 5]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curve_step.py [--archs mlp mlp_bn convnet] [--steps 20] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -28,9 +28,13 @@ from modeconn.training.path_trainer import PathModule
 SHAPE, CLASSES, BATCH, WD, LR, N_SAMPLE = (1, 28, 28), 10, 128, 5e-4, 0.01, 5
 
 
+VARIANTS = {"mlp": ("mlp", {}), "mlp_bn": ("mlp", {"batchnorm": True}), "convnet": ("convnet", {}),
+            "convnet_bn": ("convnet", {"batchnorm": True})}
+
+
 def make(arch: str):
     torch.manual_seed(0)
-    model = build_model(arch, {}, SHAPE, CLASSES)
+    model = build_model(*VARIANTS[arch], SHAPE, CLASSES)
     space = ParameterSpace(model)
     a = space.flatten(model.state_dict())
     b = a + 0.01 * torch.randn(space.dim)
@@ -48,7 +52,7 @@ def timed(step, batches) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archs", nargs="+", default=["mlp", "convnet"])
+    ap.add_argument("--archs", nargs="+", default=["mlp", "mlp_bn", "convnet"], choices=sorted(VARIANTS))
     ap.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
@@ -61,7 +65,7 @@ def main() -> None:
         model, path, simplex = make(arch)
         model.train()
         plain_opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WD)
-        curve_model = build_model(arch, {}, SHAPE, CLASSES).train()
+        curve_model = build_model(*VARIANTS[arch], SHAPE, CLASSES).train()
         curve_opt = torch.optim.SGD([path.free], lr=LR, momentum=0.9)
         trainer = PathModule(path, curve_model, TensorLoader(*batches[0], BATCH), lr=LR, momentum=0.9, wd=WD,
                              total_steps=1)

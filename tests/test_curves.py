@@ -126,3 +126,28 @@ def test_curve_run_draws_the_loss_plane(run_config, tmp_path):
     assert results["plane"]["max_curve_distance"] < 1e-3
     for name in results["plane"]["files"]:
         assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["bezier", "polychain"])
+def test_fused_training_weights_equal_the_vector_and_its_gradient(kind):
+    """weights_and_sq_norm (one fused pass per tensor, paths/base.py) = unflatten(vector) and
+    dot(v, v), values and gradients to the free bends alike."""
+    torch.manual_seed(0)
+    model = build_model("mlp", {"width": 8, "depth": 2, "batchnorm": True}, (1, 4, 4), 3)
+    space = ParameterSpace(model)
+    a = space.flatten(model.state_dict())
+    path = {"bezier": BezierPath, "polychain": PolyChainPath}[kind](space, a, a + torch.randn(space.dim), num_bends=4)
+    with torch.no_grad():
+        path.free.add_(torch.randn_like(path.free))
+    t = torch.tensor([0.37])
+    probe = {k: torch.randn_like(v) for k, v in space.unflatten(a).items()}
+    w, sq = path.weights_and_sq_norm(t)
+    (sum((w[k] * probe[k]).sum() for k in w) + 0.3 * sq).backward()
+    fused = path.free.grad.clone()
+    path.free.grad = None
+    v = path.vector(t)
+    ref = space.unflatten(v)
+    (sum((ref[k] * probe[k]).sum() for k in ref) + 0.3 * torch.dot(v, v)).backward()
+    assert all(torch.allclose(w[k], ref[k], atol=1e-6) for k in w)
+    assert torch.allclose(sq, torch.dot(v, v).detach(), rtol=1e-6)
+    assert torch.allclose(fused, path.free.grad, atol=1e-5, rtol=1e-5)

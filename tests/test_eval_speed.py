@@ -1,6 +1,7 @@
 """The fast evaluation path (ghost-batch BN pass, large eval batches) agrees with a
 plain point-by-point reference: functional_call, explicit BN reset, one train-mode
-pass over batches of bn_batch_size, then eval-mode passes."""
+pass over batches of bn_batch_size weighted as Garipov's `update_bn` (momentum
+b / (n + b)), then eval-mode passes."""
 import numpy as np
 import pytest
 import torch
@@ -41,16 +42,31 @@ MODELS = {
 
 
 @torch.no_grad()
-def reference_point(model, params, data, wd, bn_batch_size):
+def garipov_update_bn(model, params, x, bn_batch_size, momentum=lambda n, b: b / (n + b)):
+    """Garipov's utils.update_bn: reset, then plain train-mode BN passes with momentum
+    b / (n + b) for a batch of b after n examples (dropout kept off, as ours)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None
     model.eval()
     for m in bns:
         m.train()
-    for start in range(0, data.x_train.shape[0], bn_batch_size):
-        functional_call(model, params, (data.x_train[start:start + bn_batch_size],))
+    seen = 0
+    for start in range(0, x.shape[0], bn_batch_size):
+        batch = x[start:start + bn_batch_size]
+        for m in bns:
+            m.momentum = momentum(seen, batch.shape[0])
+        functional_call(model, params, (batch,))
+        seen += batch.shape[0]
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
+@torch.no_grad()
+def reference_point(model, params, data, wd, bn_batch_size):
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    garipov_update_bn(model, params, data.x_train, bn_batch_size)
     for m in bns:
         m.momentum = 0.1
     model.eval()
@@ -140,3 +156,75 @@ def test_evaluate_point_equals_reference_without_bn():
     for key in METRICS:
         _close(got[key], ref[key], key)
     assert np.isfinite(got["train_loss"])
+
+
+def test_bn_statistics_weight_a_short_last_batch_as_garipov():
+    """10,000 examples in batches of 128 leave a last batch of 16: Garipov's update_bn
+    weights it by 16/10,000, an equal-weight average (momentum None) by 1/79. Ours
+    equals his, and the test can tell the two apart."""
+    torch.manual_seed(0)
+    model = build_model("mlp", {"width": 32, "depth": 2, "batchnorm": True}, SHAPE, 10)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(10_000, *SHAPE, generator=g) * 2 + 0.5
+    x[-16:] = 4.0 * x[-16:] + 3.0  # a distinct last batch, so its weight shows
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def stats():
+        return [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+
+    garipov_update_bn(model, params, x, 128)
+    expected = stats()
+    garipov_update_bn(model, params, x, 128, momentum=lambda n, b: None)  # equal weights
+    equal = stats()
+    recompute_bn(model, params, x, 128)
+    got = stats()
+    for (mean, var), (emean, evar), (qmean, qvar) in zip(got, expected, equal):
+        assert torch.allclose(mean, emean, atol=2e-6, rtol=1e-5)
+        assert torch.allclose(var, evar, atol=2e-6, rtol=1e-5)
+        # the equal-weight average is measurably elsewhere (>> the tolerance above)
+        assert max((mean - qmean).abs().max(), ((var - qvar) / var).abs().max()) > 1e-3
+
+
+class _ScaledInput(torch.nn.Module):
+    """The first Linear does not read the raw input: the cache must not apply."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.out = torch.nn.Linear(144, 16), torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.linear(2.0 * x.flatten(1))))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_first_layer_precompute_gives_the_plain_numbers(name):
+    """sum_k c_k (x W_k^T + b_k) fed past the first layer = the network at w(t), at every point."""
+    from modeconn.evaluation.first_layer import FirstLayerCache
+    model, space, path = _curve(name, points=5)
+    data = _data()
+    assert FirstLayerCache.build(path, model, data) is not None
+    kw = dict(wd=5e-4, batch_size=100, bn_batch_size=50, progress=False)
+    fast, _ = evaluate_path(path, model, data, **kw)
+    plain, _ = evaluate_path(path, model, data, precompute=False, **kw)
+    for key in METRICS:
+        for a, b in zip(fast[key], plain[key]):
+            if key.endswith("_err"):
+                assert a == b, key
+            else:
+                assert abs(a - b) <= 1e-5 * abs(b), (key, a, b)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the first layer is switched back on
+
+
+def test_first_layer_precompute_falls_back_where_it_does_not_apply_or_fit():
+    from modeconn.evaluation.first_layer import FirstLayerCache
+    data = _data()
+    model = _ScaledInput()
+    space = ParameterSpace(model)
+    a = space.flatten(model.state_dict())
+    path = BezierPath(space, a, a + 0.1, num_bends=3, points=3)
+    assert FirstLayerCache.build(path, model, data) is None  # its first layer reads 2x, not x
+    model, space, path = _curve("mlp_bn", points=3)
+    # 4 x (333 + 101) examples x 24 outputs x 4 bytes = 166,656 bytes
+    assert FirstLayerCache.build(path, model, data, budget=166_655) is None
+    assert FirstLayerCache.build(path, model, data, budget=166_656) is not None

@@ -368,3 +368,14 @@ def test_fort_tables_from_real_runs(run_config, tmp_path):
     page = dashboard_html(runs)
     assert "Random cuts: test error reached" in page and "cut at radius x2" in page
     assert "The wedge model" in page and "cut at radius 20" in page
+
+
+def test_report_cli_imports_no_torch_lightning_or_runners():
+    """A reader of results starts fast (`modeconn-report --help` < 1 s): nothing heavy at import."""
+    import subprocess
+    import sys
+    code = ("import sys, modeconn.report.cli; "
+            "heavy = [m for m in ('torch', 'lightning', 'hydra', 'plotly', 'modeconn.runners', 'zuko') if m in sys.modules]; "
+            "print(heavy); sys.exit(bool(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

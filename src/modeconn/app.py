@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from modeconn import validate
+from modeconn import threads, validate
 from modeconn.align.groups import UnsupportedGraph
 from modeconn.data import DatasetNotFound, load_dataset
 from modeconn.errors import ConfigError, UserError, interrupt_on_signals
@@ -30,6 +30,7 @@ from modeconn.results import RunRecord, run_setting
 from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
 from modeconn.tracking import make_tracker
+from modeconn.training import accel
 from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -92,6 +93,7 @@ def run(cfg: DictConfig) -> dict:
         try:
             if problems:
                 raise ConfigError(problems)    # a sweep job: recorded as failed, the sweep goes on
+            threads.apply(cfg.trainer.get("threads", "auto"), _launcher_config())
             device = device_for(cfg)
             if device.type == "cuda":
                 torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
@@ -99,7 +101,7 @@ def run(cfg: DictConfig) -> dict:
             if cfg.method.get("needs_data", True):    # all but Fort's toy landscape
                 with record.stage("data"):
                     data = load_dataset(cfg.dataset, device, home=cfg.store_dir)
-                model = _build_model(cfg, data).to(device)
+                model = accel.prepare(_build_model(cfg, data).to(device), data, cfg.trainer)
                 space = ParameterSpace(model)
             tracker = make_tracker(cfg, out_dir)
             ctx = RunContext(cfg=cfg, data=data, model=model, space=space,
@@ -120,6 +122,13 @@ def _build_model(cfg: DictConfig, data) -> torch.nn.Module:
         return new_model(cfg, data)
     except (ValueError, TypeError) as error:
         raise ConfigError([f"arch={cfg.arch.name}: {error}"]) from error
+
+
+def _launcher_config() -> dict | None:
+    """This multirun job's launcher config (None in a single run)."""
+    if not _in_multirun():
+        return None
+    return OmegaConf.to_container(HydraConfig.get().launcher, resolve=True)
 
 
 def _in_multirun() -> bool:

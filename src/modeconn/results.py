@@ -13,8 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modeconn.evaluation.metrics import METRICS
-from modeconn.paths.dropout import SEGMENT_KINDS
+# The schema's names live here, not in the modules that compute them, so that readers of
+# results (modeconn-report) import no torch, Lightning or runners: `--help` starts in < 1 s.
+#: The per-point metrics of a path profile (evaluation/metrics.py computes them).
+METRICS = ("train_loss", "train_nll", "train_err", "test_nll", "test_err")
+#: Kinds of Kuditipudi segments (paths/dropout.py builds them).
+TOP_LAYER, FUNCTION_PRESERVING, ALL_LAYERS = "top_layer", "function_preserving", "all_layers"
+SEGMENT_KINDS = (FUNCTION_PRESERVING, TOP_LAYER, ALL_LAYERS)
 
 FILENAME = "results.json"
 log = logging.getLogger("modeconn")

@@ -16,7 +16,7 @@ from modeconn.results import FILENAME
 
 # Config keys that change how a run reports or where it finds its endpoints, not what it computes.
 IGNORED_KEYS = ("logger", "resume", "store_dir")
-IGNORED_TRAINER_KEYS = ("progress",)
+IGNORED_TRAINER_KEYS = ("progress", "threads")
 
 
 def comparable(config: dict) -> dict:

@@ -62,6 +62,18 @@ def choice(*options: Any) -> Rule:
     return rule
 
 
+def threads_setting(value) -> str | None:
+    """trainer.threads: auto (a parallel launcher's share of the cores), a count, or null (torch's)."""
+    if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return "must be auto, an integer >= 1 or null"
+
+
+def compile_setting(value) -> str | None:
+    """trainer.compile: false, true (inductor) or a torch.compile backend's name."""
+    return None if isinstance(value, (bool, str)) else "must be true, false or a torch.compile backend name"
+
+
 def even_cycle(value) -> str | None:
     problem = integer(2)(value)
     return problem or (f"must be even (half a cycle up, half down)" if value % 2 else None)
@@ -92,6 +104,8 @@ GLOBAL: dict[str, Rule] = {
     "dataset.train_size": integer(1, optional=True), "dataset.test_size": integer(1, optional=True),
     "align.samples": SIZE, "align.batch_size": SIZE, "align.max_iter": SIZE,
     "trainer.accelerator": choice("cpu", "gpu"), "trainer.devices": SIZE, "trainer.precision": choice(*PRECISIONS),
+    "trainer.threads": threads_setting, "trainer.channels_last": choice(True, False),
+    "trainer.compile": compile_setting,
     "method.endpoints": COUNT, "method.points": integer(2),
     "method.plane_grid": integer(2), "method.plane_margin": NONNEG,
 }

@@ -41,6 +41,12 @@ class Path(nn.Module):
         """The network's named parameters at `coords` (differentiable)."""
         return self.space.unflatten(self.vector(coords))
 
+    def weights_and_sq_norm(self, coords: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """`weights(coords)` and ||w||^2 (the training penalty's), both differentiable: what one
+        training step needs. Control-point paths compute both in one pass per tensor."""
+        v = self.vector(coords)
+        return self.space.unflatten(v), torch.dot(v, v)
+
     def sample_coords(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training coordinates: t ~ U(0, 1) for curves (Garipov)."""
         return torch.rand(n, self.coord_dim, generator=generator)
@@ -102,10 +108,84 @@ class ControlPointPath(Path):
         out[self.free_index] = self.free.detach()
         return out
 
+    def weights_and_sq_norm(self, coords: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        c = self.coefficients(coords).to(self.fixed).detach()
+        out = _Combine.apply(c[self.fixed_index], c[self.free_index], self.fixed, self.free, self.space)
+        return dict(zip(self.space.names, out[:-1])), out[-1]
+
     def vector(self, coords: torch.Tensor) -> torch.Tensor:
         c = self.coefficients(coords).to(self.fixed)
-        # Two products instead of stacking all points: no K x D copy per step.
-        v = c[self.fixed_index] @ self.fixed
+        # Two matrix-vector products instead of stacking all points (no K x D copy per step),
+        # written as mv on the transposed (D, K) views: `c @ points` took the vector-matrix
+        # route, 4x slower here at D = 670k (benchmarks/curve_step.py).
+        v = torch.mv(self.fixed.t(), c[self.fixed_index])
         if self.free.shape[0]:
-            v = v + c[self.free_index] @ self.free
+            v = torch.addmv(v, self.free.t(), c[self.free_index])
         return v
+
+
+class _Combine(torch.autograd.Function):
+    """w_i = sum_k c_k P_k[i] for every parameter tensor i, and ||w||^2, for a training step.
+
+    Against `unflatten(vector(t))` plus `dot(v, v)` (benchmarks/curve_step.py) it saves
+    the passes over the D-long vector that autograd would add (the split's backward
+    concatenating the gradients, the penalty's own gradient and its accumulation, the
+    outer product to the free points): each tensor is combined and squared, and
+    backwards turned into its slice of the free points' gradient, c_k (g_i + 2 g_sq w_i),
+    with scalar coefficients on CPU. (On an accelerator
+    the same sums run as whole-tensor operations with tensor coefficients: no host
+    synchronisation per step.) The coefficients are not differentiated: coordinates
+    are sampled, never learnt.
+    """
+
+    @staticmethod
+    def forward(ctx, c_fixed, c_free, fixed, free, space):
+        # One fresh tensor per parameter, not views of one flat vector: autograd turns the
+        # gradient of each view of a Function's output into a full-length gradient of its base
+        # (ten D-long passes per step here).
+        cpu = fixed.device.type == "cpu"
+        points = [*fixed, *free]
+        c = [*c_fixed.tolist(), *c_free.tolist()] if cpu else None
+        ws, sq, start = [], (0.0 if cpu else fixed.new_zeros(())), 0
+        for n, shape in zip(space.numels, space.shapes):
+            stop = start + n
+            if cpu:
+                w = torch.mul(points[0][start:stop], c[0])
+                for ck, p in zip(c[1:], points[1:]):
+                    w.add_(p[start:stop], alpha=ck)
+                sq += torch.dot(w, w).item()
+            else:
+                w = torch.mv(fixed[:, start:stop].t(), c_fixed)
+                if free.shape[0]:
+                    w = torch.addmv(w, free[:, start:stop].t(), c_free)
+                sq = sq + torch.dot(w, w)
+            ws.append(w.view(shape))
+            start = stop
+        ctx.space, ctx.free_shape = space, free.shape
+        ctx.save_for_backward(c_free, *ws)
+        return (*ws, fixed.new_tensor(sq) if cpu else sq)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        c_free, *ws = ctx.saved_tensors
+        if not ctx.needs_input_grad[3] or not ctx.free_shape[0]:
+            return None, None, None, None, None
+        grad_free = c_free.new_empty(ctx.free_shape)
+        cpu = c_free.device.type == "cpu"
+        c = c_free.tolist() if cpu else c_free
+        two_g_sq = 2 * grads[-1].item() if cpu else 2 * grads[-1]
+        start = 0
+        for n, g, w in zip(ctx.space.numels, grads[:-1], ws):
+            stop = start + n
+            w = w.reshape(-1)
+            g = torch.zeros_like(w) if g is None else g.reshape(-1)
+            if cpu:
+                h = torch.add(g, w, alpha=two_g_sq, out=grad_free[0, start:stop])
+                for k in range(1, len(c)):
+                    torch.mul(h, c[k], out=grad_free[k, start:stop])
+                h.mul_(c[0])
+            else:
+                h = torch.addcmul(g, w, two_g_sq)
+                torch.mul(c[:, None], h[None, :], out=grad_free[:, start:stop])
+            start = stop
+        return None, None, None, grad_free, None

@@ -44,12 +44,11 @@ from modeconn.paths.base import ControlPointPath, segment_grid
 from modeconn.paths.curves import hat_coefficients
 from modeconn.paths.space import ParameterSpace
 from modeconn.paths.units import UnitChain
+from modeconn.results import ALL_LAYERS, FUNCTION_PRESERVING, SEGMENT_KINDS, TOP_LAYER  # noqa: F401  (schema names)
 
 Masks = list[torch.Tensor]  # per hidden layer, the sorted indices of the kept units
 State = dict[str, torch.Tensor]
 
-TOP_LAYER, FUNCTION_PRESERVING, ALL_LAYERS = "top_layer", "function_preserving", "all_layers"
-SEGMENT_KINDS = (FUNCTION_PRESERVING, TOP_LAYER, ALL_LAYERS)
 VARIANTS = ("dropout", "noise")
 
 

@@ -12,7 +12,23 @@ from collections import defaultdict
 
 from modeconn.report.collect import mean_std_cell
 from modeconn.report.table import Table, render
-from modeconn.runners.anokhin import method_cost
+
+
+def method_cost(method: str, align: str, fit_samples: int | None = None, pool: int | None = None) -> str:
+    """What a connection reads from the endpoints beyond their weights (the paper's 'cost').
+
+    Here, not in runners/anokhin.py (which records it), so the report imports no torch."""
+    parts = {"linear": ["weights"], "arc": ["weights", "neuron means"],
+             "wa": ["weights", f"features of {fit_samples} train examples, a least-squares fit at every t"],
+             "bfly": ["weights", f"features of {fit_samples} train examples, one least-squares fit per layer"],
+             "flow": ["weights", f"a flow trained once on the neurons of {pool} other nets"],
+             "gauss": ["weights", "per-coordinate neuron quantiles"]}.get(method, ["weights"])
+    if align == "ot":
+        parts.insert(1, "neuron matching (OT)")
+    elif align != "none":
+        parts.insert(1, f"{align} matching")
+    return " + ".join(parts)
+
 
 METHODS = ("linear", "arc", "gauss", "bfly", "wa", "flow")
 NAMES = {"linear": "Linear", "arc": "Arc", "gauss": "Gaussianisation + Arc", "bfly": "B-fly", "wa": "WA",

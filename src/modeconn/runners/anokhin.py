@@ -16,24 +16,11 @@ from modeconn.paths.arc import ArcPath
 from modeconn.paths.latent import Gaussianizer, LatentArcPath
 from modeconn.paths.neurons import NeuronView
 from modeconn.paths.wa import BflyPath, LayerFits, WAPath
+from modeconn.report.anokhin import method_cost
 from modeconn.runners.context import RunContext
 from modeconn.runners.path import record_profile
 
 LAYERWISE = {"wa": WAPath, "bfly": BflyPath}
-
-
-def method_cost(method: str, align: str, fit_samples: int | None = None, pool: int | None = None) -> str:
-    """What a connection reads from the endpoints beyond their weights (the paper's 'cost')."""
-    parts = {"linear": ["weights"], "arc": ["weights", "neuron means"],
-             "wa": ["weights", f"features of {fit_samples} train examples, a least-squares fit at every t"],
-             "bfly": ["weights", f"features of {fit_samples} train examples, one least-squares fit per layer"],
-             "flow": ["weights", f"a flow trained once on the neurons of {pool} other nets"],
-             "gauss": ["weights", "per-coordinate neuron quantiles"]}.get(method, ["weights"])
-    if align == "ot":
-        parts.insert(1, "neuron matching (OT)")
-    elif align != "none":
-        parts.insert(1, f"{align} matching")
-    return " + ".join(parts)
 
 
 def fitting_inputs(ctx: RunContext, samples: int) -> torch.Tensor:

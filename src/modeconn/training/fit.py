@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from modeconn.errors import CorruptCheckpoint, TrainingDiverged
 from modeconn.progress import interactive
 from modeconn.store import spec_key
+from modeconn.training.accel import compile_step
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -173,5 +174,6 @@ def fit(module: L.LightningModule, *, epochs: int, work_dir: Path, trainer_cfg: 
         num_sanity_val_steps=0,
         default_root_dir=str(work_dir),
     )
+    compile_step(module, trainer_cfg)
     trainer.fit(module, ckpt_path=str(last) if last is not None else None)
     return trainer

@@ -40,11 +40,10 @@ class PathModule(ScheduledSGDModule):
 
     def loss_at(self, coords: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CE of the network at `coords` plus the L2 penalty on that point; also the logits."""
-        vector = self.path.vector(coords)
+        weights, sq_norm = self.path.weights_and_sq_norm(coords)  # one fused pass per tensor (paths/base.py)
         net = self._net[0].train()
-        logits = functional_call(net, self.path.space.unflatten(vector), (x,))
-        # dot(v, v): one pass over the vector each way, cheaper than pow(2).sum() (benchmarks/curve_step.py)
-        loss = F.cross_entropy(logits, y) + 0.5 * self.wd * torch.dot(vector, vector)
+        logits = functional_call(net, weights, (x,))
+        loss = F.cross_entropy(logits, y) + 0.5 * self.wd * sq_norm
         return loss, logits
 
     def training_step(self, batch, batch_idx):
