@@ -57,6 +57,9 @@ def point_transform(ctx: RunContext) -> PointTransform | None:
             midpoint = {n: 0.5 * (params_a[n] + params_b[n]) for n in names}
             section.update(repairer.report(midpoint))
         ctx.record.data["repair"] = section
+        ratios = section.get("midpoint_variance_ratio")
+        if ratios:
+            ctx.tracker.log_summary({f"repair/variance_ratio_{k}": sum(v) / len(v) for k, v in ratios.items()})
 
     transform.finish = finish
     return transform
