@@ -83,6 +83,8 @@ def plot_instability(runs: list[dict], path: str | Path) -> Path | None:
         ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=f"{dataset} / {arch}")
     ax.axhline(STABLE, color="grey", linestyle=":", label="stable (< 2 points)")
     ax.set_xscale("symlog", linthresh=1)
+    ticks = sorted({k for by_k in data.values() for k in by_k})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
     ax.set_xlabel("K: epochs the parent trained before spawning")
     ax.set_ylabel("instability: test-error barrier, %")
     ax.set_title("Instability analysis (Frankle et al. 2020)")
