@@ -74,6 +74,10 @@ def compile_setting(value) -> str | None:
     return None if isinstance(value, (bool, str)) else "must be true, false or a torch.compile backend name"
 
 
+def boolean(value) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
 def even_cycle(value) -> str | None:
     problem = integer(2)(value)
     return problem or (f"must be even (half a cycle up, half down)" if value % 2 else None)
@@ -103,6 +107,8 @@ GLOBAL: dict[str, Rule] = {
     "eval.batch_size": SIZE, "eval.bn_batch_size": SIZE, "eval.wd": NONNEG,
     "dataset.train_size": integer(1, optional=True), "dataset.test_size": integer(1, optional=True),
     "align.samples": SIZE, "align.batch_size": SIZE, "align.max_iter": SIZE,
+    "align.repair": boolean, "align.reset": boolean, "align.repair_samples": integer(2),
+    "endpoint.spawn": integer(0, optional=True),
     "trainer.accelerator": choice("cpu", "gpu"), "trainer.devices": SIZE, "trainer.precision": choice(*PRECISIONS),
     "trainer.threads": threads_setting, "trainer.channels_last": choice(True, False),
     "trainer.compile": compile_setting,
@@ -185,6 +191,14 @@ def _cross_checks(cfg: DictConfig | Mapping) -> list[str]:
             recipe(_get(cfg, "dataset"))
         except (DatasetNotFound, ValueError) as e:
             out.append(str(e))
+    spawn, epochs = _get(cfg, "endpoint.spawn"), _get(cfg, "endpoint.epochs")
+    if isinstance(spawn, int) and not isinstance(spawn, bool) and isinstance(epochs, int) and spawn >= epochs > 0:
+        out.append(f"endpoint.spawn={spawn}: must be less than endpoint.epochs={epochs} (the children train "
+                   f"epochs {spawn}..{epochs} after the parent's first {spawn})")
+    for key, default in (("align.repair", False), ("align.reset", True)):
+        if _get(cfg, key) not in (_ABSENT, default) and _get(cfg, "method.name") != "linear":
+            out.append(f"{key}={_get(cfg, key)}: applies to the straight line only (method=linear), "
+                       f"not method={_get(cfg, 'method.name')}")
     if _get(cfg, "method.pam.enabled") is True and (_get(cfg, "method.name"), _get(cfg, "method.num_bends")) != ("bezier", 3):
         out.append("method.pam.enabled=true needs method=bezier with method.num_bends=3 (Tatro's quadratic curve)")
     return out

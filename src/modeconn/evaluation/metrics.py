@@ -47,18 +47,24 @@ def nll_and_error(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch
 @torch.no_grad()
 def evaluate_point(model: nn.Module, params: Mapping[str, torch.Tensor], data, *, wd: float,
                    batch_size: int, bn_batch_size: int, inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   sq_norm: float | None = None) -> PointMetrics:
+                   sq_norm: float | None = None, buffers: Mapping[str, torch.Tensor] | None = None) -> PointMetrics:
     """Recompute BN statistics for `params`, then measure it on train and test data.
 
     train_loss adds Garipov's weight-decay term 0.5 * wd * ||w||^2 to the train NLL.
     `inputs` replaces (data.x_train, data.x_test) by what the network is fed instead
     (first-layer outputs, evaluation/first_layer.py); the same train inputs serve the
     BN pass and the train pass. `sq_norm` is ||w||^2 when the caller has it.
+    `buffers` (BN running statistics) are used as given instead of recomputed: the
+    no-RESET baseline of Jordan et al. 2023, whose BN statistics are interpolated.
     """
     x_train, x_test = inputs if inputs is not None else (data.x_train, data.x_test)
-    recompute_bn(model, params, x_train, bn_batch_size)
-    train_nll, train_err = nll_and_error(model, params, x_train, data.y_train, batch_size)
-    test_nll, test_err = nll_and_error(model, params, x_test, data.y_test, batch_size)
+    net = dict(params)
+    if buffers is None:
+        recompute_bn(model, params, x_train, bn_batch_size)
+    else:
+        net.update(buffers)
+    train_nll, train_err = nll_and_error(model, net, x_train, data.y_train, batch_size)
+    test_nll, test_err = nll_and_error(model, net, x_test, data.y_test, batch_size)
     if sq_norm is None:
         sq_norm = sum(p.double().pow(2).sum() for p in params.values()).item()
     return PointMetrics(train_nll + 0.5 * wd * sq_norm, train_nll, train_err, test_nll, test_err)

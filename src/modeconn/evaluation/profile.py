@@ -6,6 +6,8 @@ measures one point at a time; `evaluate_path` runs it over the grid.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from modeconn.progress import Progress
@@ -14,6 +16,9 @@ from modeconn.evaluation.first_layer import FirstLayerCache
 from modeconn.evaluation.metrics import METRICS, PointMetrics, evaluate_point
 from modeconn.evaluation.summary import summarize_profile
 from modeconn.paths.base import Path
+
+#: (t, parameters) -> (parameters, BN statistics to use as given, or None to recompute them)
+PointTransform = Callable[[float, dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], dict | None]]
 
 
 class PathEvaluator:
@@ -43,11 +48,14 @@ class PathEvaluator:
 
 @torch.no_grad()
 def evaluate_path(path: Path, model: nn.Module, data, *, wd: float, batch_size: int, bn_batch_size: int,
-                  progress: bool = True, precompute: bool = True) -> tuple[dict[str, list[float]], dict]:
+                  progress: bool = True, precompute: bool = True, transform: PointTransform | None = None
+                  ) -> tuple[dict[str, list[float]], dict]:
     """Measure `model` at every point of `path.grid()`.
 
     Returns the profile (`t` and one list per metric) and its summaries (start,
-    end, min, max, avg, arc-length weighted int, length, barrier).
+    end, min, max, avg, arc-length weighted int, length, barrier). `transform(t, params)`
+    changes each point's weights before it is measured and may give BN statistics to use
+    as they are (REPAIR, the no-RESET baseline); the length is the path's own.
     """
     grid = path.grid()
     evaluator = PathEvaluator(path, model, data, wd=wd, batch_size=batch_size, bn_batch_size=bn_batch_size,
@@ -56,7 +64,13 @@ def evaluate_path(path: Path, model: nn.Module, data, *, wd: float, batch_size: 
     dl = [0.0]
     previous = None
     for coords in Progress(grid, desc="evaluating path", enabled=progress):
-        point, vector = evaluator.point(coords)
+        if transform is None:
+            point, vector = evaluator.point(coords)
+        else:
+            vector = path.vector(coords.to(path.device)).detach()
+            params, buffers = transform(float(coords[0]), path.space.unflatten(vector))
+            point = evaluate_point(model, params, data, wd=wd, batch_size=batch_size, bn_batch_size=bn_batch_size,
+                                   buffers=buffers)
         for name, value in point.as_dict().items():
             profile[name].append(value)
         if previous is not None:

@@ -7,13 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from modeconn.report import anokhin, benton, fort, garipov, kuditipudi, tatro
+from modeconn.report import anokhin, benton, fort, frankle, garipov, jordan, kuditipudi, tatro
 from modeconn.report.collect import MissingRunDirectory, load_runs
 from modeconn.report.table import as_tables, render
 
 # paper -> runs -> list[Table] (or, for modules in the older style, markdown text; see report/table.py)
 PAPERS = {"anokhin2020": anokhin.tables, "benton2021": benton.tables, "fort2019": fort.tables,
-          "garipov2018": garipov.tables, "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables}
+          "frankle2020": frankle.tables, "garipov2018": garipov.tables, "jordan2023": jordan.tables,
+          "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables}
 FORMATS = ("md", "tex", "csv")
 
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             for fmt, text in texts.items():
                 (args.out / f"{paper}.{fmt}").write_text(text)
+            if paper == "frankle2020":
+                print(f"instability plot: {frankle.plot_instability(runs, args.out / 'instability.png')}")
     if args.out and not args.no_dashboard:
         from modeconn.report.dashboard import write_dashboard
         page = write_dashboard(runs, args.out / "dashboard.html")

@@ -72,10 +72,51 @@ def mean_std_cell(values, fmt: str = ".2f") -> str:
 
 
 def method_label(run: dict) -> str:
-    """How the dashboard names a run's method: the method, its alignment and PAM ("bezier", "bezier+activation+PAM")."""
+    """How the dashboard names a run's method: the method, its alignment, PAM and REPAIR/RESET
+    ("bezier", "bezier+activation+PAM", "linear+weight+REPAIR"); spawned runs add their K
+    (``spawn K``), so Frankle's runs at each K are traces of their own."""
     parts = [run["method"]]
     if run.get("align", "none") != "none":
         parts.append(run["align"])
     if uses_pam(run):
         parts.append("PAM")
+    if config_value(run, "align.repair", False):
+        parts.append("REPAIR")
+    if not config_value(run, "align.reset", True):
+        parts.append("no RESET")
+    if spawn_of(run) is not None:
+        parts.append(f"spawn {spawn_of(run)}")
     return "+".join(parts)
+
+
+def config_value(run: dict, dotted: str, default=None):
+    """``run``'s resolved config value at ``dotted`` (``default`` when the run's config lacks it)."""
+    node = run.get("config") or {}
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def spawn_of(run: dict) -> int | None:
+    """``endpoint.spawn`` of a run (Frankle et al.'s K), None for independent endpoints."""
+    value = config_value(run, "endpoint.spawn")
+    return None if value is None else int(value)
+
+
+def treatment(run: dict) -> str:
+    """Jordan et al.'s name for what is done at each point of the line: none, RESET or REPAIR.
+    On a net without BN the protocol's recomputation does nothing, so plain runs are "none"."""
+    if config_value(run, "align.repair", False):
+        return "REPAIR"
+    if not config_value(run, "align.reset", True):
+        return "none"
+    return "RESET" if config_value(run, "arch.params.batchnorm", False) else "none"
+
+
+def plain(run: dict) -> bool:
+    """Independent endpoints measured by the protocol as it is: not Frankle's spawned children,
+    no REPAIR, BN statistics recomputed. The other papers' tables read only such runs."""
+    return (spawn_of(run) is None and not config_value(run, "align.repair", False)
+            and config_value(run, "align.reset", True))

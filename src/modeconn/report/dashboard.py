@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from modeconn.report.collect import method_label
+from modeconn.report.collect import method_label, spawn_of
 
 PATH_METRICS = (("test_err", "test error, %"), ("train_loss", "train loss (+wd), nats"))
 PLANE_METRICS = (("test_err", "test error, %"), ("train_loss", "train loss, nats"))
@@ -183,6 +183,29 @@ def toy_figure(methods: dict[str, list[dict]]) -> go.Figure | None:
     return fig
 
 
+def instability_figure(methods: dict[str, list[dict]]) -> go.Figure | None:
+    """Frankle et al.'s instability analysis: the test-error barrier between two spawned children
+    against K (the parent's epochs), one line per method without its K (mean ± std over seeds)."""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for label, runs in methods.items():
+        for run in runs:
+            k = spawn_of(run)
+            if k is not None and "barrier" in run.get("summary", {}):
+                cells[label.rsplit("+spawn", 1)[0]][k].append(run["summary"]["barrier"]["test_err"])
+    if not cells:
+        return None
+    fig = go.Figure()
+    for i, (label, points) in enumerate(sorted(cells.items())):
+        ks = sorted(points)
+        fig.add_trace(go.Scatter(x=ks, y=[np.mean(points[k]) for k in ks], mode="lines+markers", name=label,
+                                 line={"color": PALETTE[i % len(PALETTE)]},
+                                 error_y={"type": "data", "array": [np.std(points[k]) for k in ks]}))
+    fig.add_hline(y=2.0, line_dash="dot", line_color="grey", annotation_text="stable (< 2 points)")
+    fig.update_layout(title="Instability: test-error barrier between children spawned after K epochs", height=400,
+                      xaxis_title="K: epochs of the shared parent", yaxis_title="test-error barrier, %")
+    return fig
+
+
 def plane_files(run: dict) -> list[Path]:
     """The .npz planes/slices a run wrote beside its results.json (none for W&B-loaded runs)."""
     if "_file" not in run:
@@ -229,7 +252,7 @@ def dashboard_html(runs: list[dict], title: str = "modeconn: methods compared") 
             f'{len(runs_)} run{"s" if len(runs_) > 1 else ""} (seeds {", ".join(map(str, sorted({r["seed"] for r in runs_})))})</li>'
             for label, runs_ in methods.items()) + "</ul>")
         figures = [path_figure(methods, colours), barrier_figure(methods, colours), ensemble_figure(methods, colours),
-                   cuts_figure(methods), toy_figure(methods)]
+                   cuts_figure(methods), toy_figure(methods), instability_figure(methods)]
         for label, runs_ in methods.items():
             for path in plane_files(runs_[0])[:2]:
                 figures.append(plane_figure(path, f"{label}, seed {runs_[0]['seed']}: {path.stem}"))

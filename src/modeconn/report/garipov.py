@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from modeconn.report.collect import mean_std_cell, method_option, uses_pam
+from modeconn.report.collect import mean_std_cell, method_option, uses_pam, plain
 from modeconn.report.table import Table, render
 
 COLUMNS = ("train_loss min", "train_loss max", "test_err min", "test_err max")
@@ -50,7 +50,7 @@ def curve_table(runs: list[dict]) -> dict[tuple[str, str], dict[str, list[tuple[
     for run in runs:
         if run.get("align", "none") != "none" or "summary" not in run:
             continue
-        if uses_pam(run):  # Tatro's PAM curves are not Garipov's
+        if uses_pam(run) or not plain(run):  # Tatro's PAM curves, Frankle's and Jordan's lines are not Garipov's
             continue
         setting = (run["dataset"], run["arch"])
         for row, source in ROWS:

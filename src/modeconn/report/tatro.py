@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from modeconn.report.collect import mean_std_cell, method_option, uses_pam
+from modeconn.report.collect import mean_std_cell, method_option, plain, uses_pam
 from modeconn.report.table import Table, render
 
 # README of IBM/NeuronAlignment: test accuracy % (endpoint; then avg / min along the curve).
@@ -38,7 +38,7 @@ def collect(runs: list[dict]) -> dict:
     "endpoint": {key: acc}}} over the runs with a path summary."""
     table: dict = defaultdict(lambda: {"curves": defaultdict(list), "lines": defaultdict(list), "endpoint": {}})
     for run in runs:
-        if "summary" not in run or run["method"] not in ("bezier", "linear"):
+        if "summary" not in run or run["method"] not in ("bezier", "linear") or not plain(run):
             continue
         s = run["summary"]["test_err"]
         entry = table[(run["dataset"], run["arch"])]

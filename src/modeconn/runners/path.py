@@ -6,6 +6,7 @@ from modeconn.evaluation.plots import plot_profile
 from modeconn.evaluation.profile import evaluate_path
 from modeconn.paths import build_path
 from modeconn.runners.context import RunContext
+from modeconn.runners.repair import point_transform
 
 
 def run_path(ctx: RunContext) -> None:
@@ -22,7 +23,11 @@ def run_path(ctx: RunContext) -> None:
             from modeconn.training.path_trainer import train_path
             with ctx.record.stage("train_path"):
                 train_path(path, ctx, name=f"{cfg.method.name} curve")
-    record_profile(ctx, path, f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}")
+    transform = point_transform(ctx) if cfg.method.name == "linear" else None
+    record_profile(ctx, path, f"{cfg.method.name} on {cfg.dataset.name} / {cfg.arch.name}, seed {cfg.seed}",
+                   transform=transform)
+    if transform is not None:
+        transform.finish()
     if cfg.method.get("plane") and getattr(path, "free", None) is not None and path.free.shape[0]:
         with ctx.record.stage("plane"):
             write_plane(path, endpoints, ctx)
@@ -32,12 +37,13 @@ def run_path(ctx: RunContext) -> None:
     })
 
 
-def record_profile(ctx: RunContext, path, title: str) -> dict:
+def record_profile(ctx: RunContext, path, title: str, transform=None) -> dict:
     """Evaluate a 1-D path on its grid with the protocol; record `path` and `summary`, draw
-    path.png and log both. Every method with a mode-to-mode route shares this."""
+    path.png and log both. Every method with a mode-to-mode route shares this. `transform`
+    changes each point before it is measured (REPAIR, see runners/repair.py)."""
     with ctx.record.stage("evaluate"):
         profile, summary = evaluate_path(path, ctx.model, ctx.data, progress=ctx.cfg.trainer.progress,
-                                         **ctx.eval_kwargs())
+                                         transform=transform, **ctx.eval_kwargs())
     ctx.record.data["path"], ctx.record.data["summary"] = profile, summary
     picture = plot_profile(profile, ctx.out_dir / "path.png", title=title)
     ctx.tracker.log_profile(profile)

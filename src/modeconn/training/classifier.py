@@ -21,16 +21,24 @@ class ScheduledSGDModule(L.LightningModule):
     Each epoch reseeds the loader and the global RNG from (seed, epoch), so a run
     resumed from an epoch checkpoint draws exactly what an uninterrupted one does.
     Subclasses say which parameters train and how the loss is computed.
+
+    A training that continues another one (a spawned child, a longer parent prefix) starts
+    at ``start_epoch``: its epochs, data order and LR schedule are those of epochs
+    ``start_epoch..`` of a training from scratch, and ``momentum_buffers`` (by parameter
+    name) are the SGD momentum it had reached there.
     """
 
     optimizer_weight_decay = True   # False where the loss carries its own L2 term
 
     def __init__(self, loader: TensorLoader, *, lr: float, momentum: float, wd: float, total_steps: int,
-                 schedule: str = "garipov", seed: int = 0):
+                 schedule: str = "garipov", seed: int = 0, start_epoch: int = 0, step_offset: int = 0,
+                 momentum_buffers: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.loader = loader
         self.lr, self.momentum, self.wd = lr, momentum, wd
         self.total_steps, self.schedule, self.seed = total_steps, schedule, seed
+        self.start_epoch, self.step_offset = start_epoch, step_offset
+        self.momentum_buffers = momentum_buffers or {}
 
     def trainable_parameters(self):
         raise NotImplementedError
@@ -39,14 +47,27 @@ class ScheduledSGDModule(L.LightningModule):
         return self.loader
 
     def on_train_epoch_start(self) -> None:
-        self.loader.set_epoch(self.current_epoch)
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch))
+        epoch = self.current_epoch + self.start_epoch
+        self.loader.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(self.seed, epoch))
 
     def configure_optimizers(self):
         wd = self.wd if self.optimizer_weight_decay else 0.0
         opt = torch.optim.SGD(self.trainable_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=wd)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.schedule, self.total_steps))
+        factor, offset = lr_lambda(self.schedule, self.total_steps), self.step_offset
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor if not offset else (lambda step: factor(step + offset)))
+        if self.momentum_buffers:
+            for name, p in self.named_parameters():
+                key = name.removeprefix("model.")
+                if key in self.momentum_buffers:
+                    opt.state[p]["momentum_buffer"] = self.momentum_buffers[key].to(p.device, p.dtype).clone()
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def momentum_state(self) -> dict[str, torch.Tensor]:
+        """The SGD momentum of each parameter (by the network's names) where training stopped."""
+        opt = self.trainer.optimizers[0]
+        return {name.removeprefix("model."): opt.state[p]["momentum_buffer"].detach().cpu().clone()
+                for name, p in self.named_parameters() if "momentum_buffer" in opt.state.get(p, {})}
 
 
 class ClassifierModule(ScheduledSGDModule):

@@ -18,6 +18,7 @@ POOL_SEED = 1_000_000
 
 def pool_spec(cfg, k: int) -> dict:
     spec = copy.deepcopy(endpoint_spec(cfg, 0))
+    spec.pop("spawn", None)           # pool nets are independent, whatever the run's endpoints are
     spec["seed"] = POOL_SEED + k
     return spec
 
