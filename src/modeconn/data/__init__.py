@@ -3,7 +3,8 @@
 ``load_dataset(cfg)`` takes the ``dataset`` config node (``name``, ``root``,
 ``download``, ``train_size``, ``test_size``) and returns a :class:`Dataset`.
 Sources: mnist1d (default, generated offline), digits (sklearn), fashion_mnist
-(IDX files, Debian's package by default), mnist, cifar10, cifar100 (torchvision).
+(IDX files, Debian's package by default), mnist, cifar10, cifar100 (torchvision),
+text (characters of a UTF-8 corpus, Debian's fortunes by default).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .cifar import load_cifar10, load_cifar100
 from .loader import TensorLoader
 from .mnist import load_fashion_mnist, load_mnist
 from .synthetic import load_digits, load_mnist1d
+from .text import load_text
 
 DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "mnist1d": load_mnist1d,
@@ -27,6 +29,7 @@ DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
+    "text": load_text,
 }
 
 

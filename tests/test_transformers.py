@@ -1,0 +1,101 @@
+"""Transformers (issue 17): timm's ViT and Hugging Face's GPT-2 -- their permutation groups
+(stream, MLP units, heads as blocks, q/k and v dims inside each head), planted permutations
+that keep the logits and that both matchers undo exactly, and runs on tiny configs."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from modeconn.align import match, permutation_spec
+from modeconn.align.groups import UnsupportedGraph
+from modeconn.align.permute import inverse, permute_state, random_permutations
+from modeconn.models import build_model
+
+TINY = {
+    "vit": ({"width": 16, "depth": 2, "heads": 4, "patch": 4, "mlp_ratio": 2.0}, (1, 8, 8), 5),
+    "gpt2": ({"width": 16, "depth": 2, "heads": 4, "mlp_ratio": 2.0}, (12,), 11),
+}
+
+
+def _net(arch, seed=0):
+    params, shape, classes = TINY[arch]
+    torch.manual_seed(seed)
+    model = build_model(arch, params, shape, classes).eval()
+    with torch.no_grad():   # trained-like LayerNorms and biases (fresh ones are 1 and 0: symmetric)
+        g = torch.Generator().manual_seed(seed + 100)
+        for name, p in model.named_parameters():
+            if p.dim() == 1 or "token" in name or "pos" in name or "wpe" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model, shape, classes
+
+
+def _inputs(arch, shape, classes, n=24):
+    g = torch.Generator().manual_seed(7)
+    if arch == "gpt2":
+        return torch.randint(0, classes, (n, *shape), generator=g).float()
+    return torch.randn(n, *shape, generator=g)
+
+
+@pytest.mark.parametrize("arch", ["vit", "gpt2"])
+def test_groups_of_a_transformer(arch):
+    model, shape, _ = _net(arch)
+    spec = permutation_spec(model, shape)
+    depth, heads = 2, 4
+    # one stream, per block: heads + (qk, v) per head + the MLP
+    assert len(spec.groups) == 1 + depth * (1 + 2 * heads + 1)
+    stream = spec.group("stream")
+    assert stream.size == 16 and len(stream.probes) == depth
+    head_groups = [g for g in spec.groups if g.heads]
+    assert [(g.size, len(g.heads)) for g in head_groups] == [(heads, heads)] * depth
+    assert all(spec.group(w).size == 16 // heads for g in head_groups for slot in g.heads for w in slot)
+
+
+@pytest.mark.parametrize("arch", ["vit", "gpt2"])
+def test_planted_permutation_keeps_the_logits_and_both_matchers_undo_it(arch):
+    model, shape, classes = _net(arch)
+    spec = permutation_spec(model, shape)
+    state = dict(model.state_dict())
+    planted = random_permutations(spec, torch.Generator().manual_seed(3))
+    assert all(not torch.equal(p, torch.arange(len(p))) for p in planted.values() if len(p) > 2)
+    copy = permute_state(state, spec, planted)
+    x = _inputs(arch, shape, classes)
+    with torch.no_grad():
+        ref = functional_call(model, state, (x,))
+        assert (functional_call(model, copy, (x,)) - ref).abs().max() < 1e-4
+        moved = [k for k in state if not torch.equal(copy[k], state[k])]
+        assert len(moved) == len(spec.axes_by_key())      # every tensor in a group really moved
+    for method in ("weight", "activation"):
+        found, _ = match(method, model, spec, state, copy, x=x, samples=len(x))
+        assert all(torch.equal(found[k], inverse(planted, spec)[k]) for k in planted), method
+        back = permute_state(copy, spec, found)
+        assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_ot_refuses_heads_and_unknown_configs_are_refused():
+    model, shape, _ = _net("vit")
+    spec = permutation_spec(model, shape)
+    with pytest.raises(ValueError, match="heads"):
+        match("ot", model, spec, model.state_dict(), model.state_dict())
+    from timm.models.vision_transformer import VisionTransformer
+    qk = VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=1, num_heads=4,
+                           qk_norm=True)
+    with pytest.raises(UnsupportedGraph, match="q_norm"):
+        permutation_spec(qk, (1, 8, 8))
+
+
+def test_gpt2_is_a_per_token_classifier_with_tied_embeddings():
+    model, shape, classes = _net("gpt2")
+    x = _inputs("gpt2", shape, classes, 3)
+    logits = model(x)
+    assert logits.shape == (3, classes, 12)
+    state = model.state_dict()
+    assert "model.lm_head.weight" not in state                   # the tied matrix once
+    assert model.model.lm_head.weight is model.model.transformer.wte.weight
+    fresh, _, _ = _net("gpt2", seed=1)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh(x), logits) and fresh.model.lm_head.weight is fresh.model.transformer.wte.weight
+    # causal: the logits at position t do not depend on later tokens
+    later = x.clone()
+    later[:, 6:] = (later[:, 6:] + 1) % classes
+    assert torch.allclose(model(later)[..., :6], logits[..., :6], atol=1e-5)
