@@ -99,3 +99,51 @@ def test_gpt2_is_a_per_token_classifier_with_tied_embeddings():
     later = x.clone()
     later[:, 6:] = (later[:, 6:] + 1) % classes
     assert torch.allclose(model(later)[..., :6], logits[..., :6], atol=1e-5)
+
+
+# -- every path on a transformer (tiny GPT-2 on a tiny text; one shared store) -------------------
+
+GPT2_RUN = ("dataset=text", "arch=gpt2", "dataset.context=8", "dataset.train_size=96", "dataset.test_size=24",
+            "arch.params.width=16", "arch.params.depth=1", "arch.params.heads=2", "endpoint.batch_size=32",
+            "endpoint.limit_batches=2", "eval.batch_size=64")
+METHODS = {
+    "linear-activation": ("method=linear", "method.points=3", "align=activation", "align.samples=32"),
+    "bezier-weight": ("method=bezier", "method.points=3", "align=weight"),
+    "polychain": ("method=polychain", "method.points=3"),
+    "fge": ("method=fge",),
+    "ensemble": ("method=ensemble", "method.budget=2"),
+    "simplex": ("method=simplex", "method.vertices=2", "method.samples=2", "method.equal_cost_baseline=false"),
+    "complex": ("method=complex", "method.connectors=1", "method.samples=2", "method.points=3",
+                "method.epochs_per_vertex=1"),
+    "subspace": ("method=subspace", "method.grid=1", "method.points=3", "method.train.epochs=1"),
+    "cut": ("method=cut", "method.dim=4", "method.train.epochs=1"),
+}
+
+
+@pytest.mark.slow
+def test_every_path_runs_on_gpt2_and_per_token_metrics(run_config, shared_store):
+    """One run of each method family on a tiny GPT-2 (2 smoke epochs of 2 batches): each finishes ok,
+    errors are per-token percentages (multiples of 100 / tokens), and the dropout path refuses."""
+    from modeconn.app import run
+    from modeconn.paths.units import NotAChain
+    tokens = 24 * 8
+    for name, overrides in METHODS.items():
+        results = run(run_config(*GPT2_RUN, *overrides, store=shared_store))
+        assert results["status"] == "ok", name
+        if "path" in results:
+            err = results["path"]["test_err"][0]
+            assert abs(err * tokens / 100 - round(err * tokens / 100)) < 1e-6, name
+    with pytest.raises(NotAChain, match="dropout"):
+        run(run_config(*GPT2_RUN, "method=dropout", store=shared_store))
+
+
+def test_vit_line_after_weight_matching_in_a_run(run_config, shared_store):
+    """A ViT run with align=weight: the alignment is recorded and leaves the function unchanged."""
+    from modeconn.app import run
+    results = run(run_config("dataset=digits", "arch=vit", "arch.params.patch=4", "arch.params.width=16",
+                             "arch.params.depth=1", "dataset.train_size=128", "dataset.test_size=32",
+                             "endpoint.limit_batches=2", "method=linear", "method.points=3", "align=weight",
+                             store=shared_store))
+    alignment = results["alignment"]
+    assert alignment["max_logit_change"] < 1e-4 and alignment["units"] > 0
+    assert any(g["name"].endswith("attn.heads") for g in alignment["groups"])
