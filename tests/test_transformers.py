@@ -147,3 +147,21 @@ def test_vit_line_after_weight_matching_in_a_run(run_config, shared_store):
     alignment = results["alignment"]
     assert alignment["max_logit_change"] < 1e-4 and alignment["units"] > 0
     assert any(g["name"].endswith("attn.heads") for g in alignment["groups"])
+
+
+def test_report_table_puts_each_barrier_in_its_column():
+    from modeconn.report.transformers import tables
+
+    def run(arch, method, align, barrier, seed):
+        return {"dataset": "text" if arch == "gpt2" else "fashion_mnist", "arch": arch, "method": method,
+                "align": align, "seed": seed, "config": {"method": {"num_bends": 3}},
+                "summary": {"barrier": {"test_err": barrier}},
+                "endpoints": [{"key": f"{arch}{seed}a", "test_err": 10.0}, {"key": f"{arch}{seed}b", "test_err": 12.0}]}
+    runs = [run("vit", "linear", "none", 8.0, 0), run("vit", "linear", "none", 6.0, 1),
+            run("vit", "linear", "weight", 2.0, 0), run("vit", "bezier", "none", 1.0, 0),
+            run("gpt2", "linear", "activation", 0.5, 0), run("mlp", "linear", "none", 99.0, 0)]
+    [table] = tables(runs)
+    rows = {r.label: r.cells for r in table.rows}
+    assert set(rows) == {"vit / fashion_mnist", "gpt2 / text"}
+    assert rows["vit / fashion_mnist"][:5] == ["11.00 ± 1.00", "7.00 ± 1.00", "2.00", "", "1.00"]
+    assert rows["gpt2 / text"][3] == "0.50" and rows["gpt2 / text"][5] == "1"
