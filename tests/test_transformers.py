@@ -165,3 +165,18 @@ def test_report_table_puts_each_barrier_in_its_column():
     assert set(rows) == {"vit / fashion_mnist", "gpt2 / text"}
     assert rows["vit / fashion_mnist"][:5] == ["11.00 ± 1.00", "7.00 ± 1.00", "2.00", "", "1.00"]
     assert rows["gpt2 / text"][3] == "0.50" and rows["gpt2 / text"][5] == "1"
+
+
+@pytest.mark.parametrize(("arch", "shape"), [("vit", (1, 28, 28)), ("gpt2", (64,))])
+def test_arch_config_defaults_build(arch, shape):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from modeconn.models import default_params
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "arch" / f"{arch}.yaml")
+    assert OmegaConf.to_container(cfg.params) == default_params(arch)
+    model = build_model(arch, cfg.params, shape, 10)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    with pytest.raises(ValueError, match="input shape"):
+        build_model(arch, cfg.params, (1, 40) if arch == "vit" else (1, 8, 8), 10)
