@@ -333,11 +333,13 @@ class _Tracer:
         if not tensors:
             return None
         a, b = (self._input(node, t) for t in tensors)
-        if [(s.size, s.block) for s in a] != [(s.size, s.block) for s in b] or \
-                self._dim(node, tensors[0]) != self._dim(node, tensors[1]):
+        dims = {self._dim(node, t) for t in tensors} - {None}   # a fixed summand fits any channel dim
+        if [(s.size, s.block) for s in a] != [(s.size, s.block) for s in b] or len(dims) > 1:
             raise UnsupportedGraph(f"node {node.name!r}: adds tensors of different channel layouts")
         for sa, sb in zip(a, b):
             self.union(sa.group, sb.group, node.name)
+        if dims:
+            self.cdim[node] = dims.pop()
         return a
 
     def _mean(self, node: Node, dims) -> list[_Segment]:
