@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.modeconn-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+FORTUNES_DIR := /usr/share/games/fortunes
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow bench data browser slurm clean-venv
@@ -21,6 +22,11 @@ data:
 	@if [ ! -e $(FASHION_DIR)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1; then \
 		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
 		|| echo "note: could not install dataset-fashion-mnist; fashion_mnist needs dataset.root or dataset.download=true"; \
+	fi
+	@# Debian's fortunes (a few MB of plain text): the default corpus of dataset=text.
+	@if [ ! -e $(FORTUNES_DIR)/fortunes ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && apt-get install -y -qq fortunes >/dev/null; } \
+		|| echo "note: could not install fortunes; dataset=text needs dataset.root=FILE"; \
 	fi
 
 # Debian's chromium for the dashboard's browser test (tests/test_dashboard_browser.py skips without one).

@@ -40,9 +40,11 @@ def match(method: str, model: nn.Module, spec: PermutationSpec, state_a: Mapping
         return activation_matching(model, spec, state_a, state_b, x[:samples], batch_size=batch_size), \
             {"samples": min(samples, len(x))}
     if method == "weight":
-        perms, sweeps = weight_matching(spec, weights_a, weights_b, max_iter=max_iter, seed=seed)
-        return perms, {"sweeps": sweeps}
+        return weight_matching(spec, weights_a, weights_b, max_iter=max_iter, seed=seed)
     if method == "ot":
+        if any(g.heads for g in spec.groups):
+            raise ValueError("align=ot matches neurons layer by layer and does not handle attention heads "
+                             "(blocks of units); use align=weight or align=activation")
         return ot_matching(spec, weights_a, weights_b), {}
     raise ValueError(f"unknown alignment {method!r}; choose none or one of {MATCHERS}")
 

@@ -24,8 +24,18 @@ def random_permutations(spec: PermutationSpec, generator: torch.Generator | None
     return {g.name: torch.randperm(g.size, generator=generator) for g in spec.groups}
 
 
-def inverse(perms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: torch.argsort(p) for name, p in perms.items()}
+def inverse(perms: Mapping[str, torch.Tensor], spec: PermutationSpec | None = None) -> dict[str, torch.Tensor]:
+    """The permutations that undo ``perms``. With nested groups (attention heads and the dims
+    inside each head slot, see ``spec``) slot t's within-head permutation of the inverse undoes
+    the one of the slot its head came from."""
+    out = {name: torch.argsort(p) for name, p in perms.items()}
+    for group in spec.groups if spec is not None else []:
+        if group.heads and group.name in perms:
+            back = out[group.name]
+            for t, slot in enumerate(group.heads):
+                for k, name in enumerate(slot):
+                    out[name] = torch.argsort(perms[group.heads[int(back[t])][k]])
+    return out
 
 
 def as_matrix(perm: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
@@ -36,12 +46,17 @@ def as_matrix(perm: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
 
 
 def _index(size: int, axes: list[tuple[Axis, torch.Tensor]], device) -> torch.Tensor:
+    """The composed gather index of several axes along one dim. Axes may nest (attention heads as
+    blocks, and the dims inside each head slot): coarser blocks apply first, so a within-head
+    permutation of slot h acts on whichever head the head permutation put in slot h."""
     idx = torch.arange(size, device=device)
-    for axis, perm in axes:
+    for axis, perm in sorted(axes, key=lambda entry: -entry[0].block):
         perm = perm.to(device)
         within = torch.arange(axis.block, device=device)
         span = len(perm) * axis.block
-        idx[axis.offset:axis.offset + span] = axis.offset + (perm[:, None] * axis.block + within).reshape(-1)
+        step = torch.arange(size, device=device)
+        step[axis.offset:axis.offset + span] = axis.offset + (perm[:, None] * axis.block + within).reshape(-1)
+        idx = idx[step]
     return idx
 
 
@@ -98,7 +113,7 @@ def mix_state(state: Mapping[str, torch.Tensor], spec: PermutationSpec,
         if key not in out:
             continue
         t = out[key]
-        for group, axis in entries:
+        for group, axis in sorted(entries, key=lambda entry: -entry[1].block):  # coarser blocks first
             if group.name in matrices:
                 t = _mix(t, axis, matrices[group.name].to(t))
         out[key] = t

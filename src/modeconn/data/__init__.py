@@ -4,7 +4,8 @@
 ``download``, ``train_size``, ``test_size``) and returns a :class:`Dataset`.
 Sources: mnist1d (default, generated offline), digits (sklearn), fashion_mnist
 (IDX files, Debian's package by default), mnist, cifar10, cifar100 (torchvision), folder
-(your own images in ImageFolder layout; streamed above ``dataset.memory_limit_gb``).
+(your own images in ImageFolder layout; streamed above ``dataset.memory_limit_gb``),
+text (characters of a UTF-8 corpus, Debian's fortunes by default).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .folder import load_folder
 from .loader import TensorLoader
 from .mnist import load_fashion_mnist, load_mnist
 from .synthetic import load_digits, load_mnist1d
+from .text import load_text
 
 DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "mnist1d": load_mnist1d,
@@ -30,6 +32,7 @@ DATASETS: dict[str, Callable[[Mapping[str, Any]], Dataset]] = {
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "folder": load_folder,
+    "text": load_text,
 }
 
 

@@ -17,6 +17,7 @@ from torch.func import functional_call
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from modeconn.evaluation.bn import recompute_bn
+from modeconn.evaluation.predictions import as_rows
 
 ENSEMBLE_METRICS = ("test_acc", "test_nll", "test_ece", "test_brier")
 ECE_BINS = 15
@@ -38,7 +39,9 @@ def member_probs(model: nn.Module, params: Mapping[str, Tensor], data, *, batch_
 
 @torch.no_grad()
 def ensemble_metrics(probs: Tensor, y: Tensor) -> dict[str, float]:
-    """Accuracy (%), NLL, ECE and Brier score of predicted probabilities `probs` (N, C) for labels `y`."""
+    """Accuracy (%), NLL, ECE and Brier score of predicted probabilities `probs` (N, C) for labels `y`
+    (a sequence model's (N, C, T) and (N, T): every token a row)."""
+    probs, y = as_rows(probs, y)
     if probs.dim() != 2 or probs.shape[0] != y.shape[0]:
         raise ValueError(f"probs must be (N, C) with N = {y.shape[0]}, got {tuple(probs.shape)}")
     probs = probs.double()

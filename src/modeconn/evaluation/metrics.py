@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from modeconn.evaluation.bn import recompute_bn
+from modeconn.evaluation.predictions import predictions
 from modeconn.results import METRICS  # noqa: F401  (the schema's names; re-exported here)
 
 
@@ -30,7 +31,8 @@ class PointMetrics:
 @torch.no_grad()
 def nll_and_error(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                   batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy (nats) and error (%) of the eval-mode network over (x, y)."""
+    """Mean cross-entropy (nats) and error (%) of the eval-mode network over (x, y), per
+    prediction: per example, or per token for a sequence model ((N, C, T) logits, (N, T) targets)."""
     model.eval()
     params = dict(params)
     nll = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -40,7 +42,7 @@ def nll_and_error(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch
         target = y[start:start + batch_size]
         nll += F.cross_entropy(logits.float(), target, reduction="sum").double()
         wrong += (logits.argmax(1) != target).sum()
-    n = x.shape[0]
+    n = predictions(y)
     return nll.item() / n, 100.0 * wrong.item() / n
 
 

@@ -14,11 +14,13 @@ from functools import partial
 from torch import nn
 
 from modeconn.models.convnet import convnet
+from modeconn.models.gpt2 import gpt2
 from modeconn.models.mlp import mlp
 from modeconn.models.preresnet import preresnet
 from modeconn.models.resnet import resnet
 from modeconn.models.tinyten import tinyten
 from modeconn.models.vgg import vgg
+from modeconn.models.vit import vit
 from modeconn.models.wideresnet import wideresnet
 
 # name -> builder(input_shape, num_classes, **params); names are conf/arch/<name>.yaml.
@@ -32,6 +34,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "wrn28x10": partial(wideresnet, depth=28, widen=10),
     "resnet20": partial(resnet, depth=20),
     "tinyten": tinyten,
+    "vit": vit,      # timm's VisionTransformer (models/vit.py)
+    "gpt2": gpt2,    # Hugging Face's GPT2LMHeadModel on token ids (models/gpt2.py)
 }
 
 

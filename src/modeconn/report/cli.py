@@ -7,14 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from modeconn.report import anokhin, benton, fort, frankle, garipov, jordan, kuditipudi, tatro
+from modeconn.report import anokhin, benton, fort, frankle, garipov, jordan, kuditipudi, tatro, transformers
 from modeconn.report.collect import MissingRunDirectory, load_runs
 from modeconn.report.table import as_tables, render
 
 # paper -> runs -> list[Table] (or, for modules in the older style, markdown text; see report/table.py)
 PAPERS = {"anokhin2020": anokhin.tables, "benton2021": benton.tables, "fort2019": fort.tables,
           "frankle2020": frankle.tables, "garipov2018": garipov.tables, "jordan2023": jordan.tables,
-          "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables}
+          "kuditipudi2019": kuditipudi.tables, "tatro2020": tatro.tables, "transformers": transformers.tables}
 FORMATS = ("md", "tex", "csv")
 
 
