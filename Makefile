@@ -49,7 +49,7 @@ slurm:
 demo: $(STAMP) data
 	$(PY) -m modeconn dataset=mnist1d arch=mlp method=linear logger=csv
 
-# Every test, the slow-marked ones too (they fit CI's budget: ~15 s today); plain `pytest`
+# Every test, the slow-marked ones too (SLURM, transformers, examples: a few minutes); plain `pytest`
 # skips them while developing.
 test: $(STAMP) data browser slurm
 	WANDB_MODE=disabled $(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
