@@ -2,12 +2,13 @@
 sequentially, with `trainer.threads=auto` (each parallel job its share of the cores) and with
 torch's default threads in every job (oversubscribed).
 
-Each job: fashion_mnist (train subset), mlp, linear path, endpoints from trainer=smoke
-(its own fresh store per sweep, so every sweep trains the same endpoints), then the
-61-point evaluation. The three sweeps alternate over the repeats; wall-clock medians
+Each job: fashion_mnist (full by default), mlp, linear path, two endpoints trained
+`--epochs` epochs (a fresh store per sweep, so every sweep trains the same endpoints),
+then the 61-point evaluation: enough work per job that the jobs' compute, not Python's
+start-up, is what is compared (a job of a few seconds measures joblib's worker start-up). The three sweeps alternate over the repeats; wall-clock medians
 and ratios are printed (never asserted).
 
-    .venv/bin/python benchmarks/sweep_threads.py [--repeats 3] [--train-size 10000] [--test-size 2000]
+    .venv/bin/python benchmarks/sweep_threads.py [--repeats 3] [--epochs 1] [--train-size N] [--test-size N]
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import time
 def sweep(kind: str, args, root: str) -> float:
     store = tempfile.mkdtemp(dir=root)
     cmd = [sys.executable, "-m", "modeconn", "-m", "seed=0,1", "dataset=fashion_mnist",
-           f"dataset.train_size={args.train_size}", f"dataset.test_size={args.test_size}", "arch=mlp", "method=linear", "trainer=smoke",
+           "arch=mlp", "method=linear", "trainer=cpu", f"endpoint.epochs={args.epochs}",
            "logger=none", "trainer.progress=false", f"store_dir={store}", f"hydra.sweep.dir={store}/sweep"]
+    cmd += [f"dataset.{name}_size={size}" for name, size in (("train", args.train_size), ("test", args.test_size)) if size]
     if kind != "sequential":
         cmd += ["hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"]
     cmd += ["trainer.threads=auto" if kind != "parallel, torch default threads" else "trainer.threads=null"]
@@ -38,8 +40,9 @@ def sweep(kind: str, args, root: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--train-size", type=int, default=10000)
-    ap.add_argument("--test-size", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=1, help="endpoint training epochs")
+    ap.add_argument("--train-size", type=int, default=None, help="default: the full training set")
+    ap.add_argument("--test-size", type=int, default=None, help="default: the full test set")
     args = ap.parse_args()
     from modeconn.threads import cores
     import torch

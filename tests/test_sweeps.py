@@ -170,10 +170,15 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on_and_reruns_it(tmp_path):
     sweep, home = tmp_path / "sweep", tmp_path / "home"
     args = (*SMOKE, "method=ensemble", "method.members=0,1", f"hydra.sweep.dir={sweep}")
     proc = _sweep(*args, home=home)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the other job runs on, but the command does not exit 0: a script must not read it as a success
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "modeconn: error: 1 sweep job(s) failed" in proc.stderr
+    (line,) = [l for l in proc.stderr.splitlines() if l.startswith("modeconn: error:   ")]
+    assert str(sweep) in line and "method.members=0: must be an integer >= 1" in line
     failed, ok = (r for _, r in sorted(_jobs(sweep).items()))
     assert failed["status"] == "failed" and "method.members=0: must be an integer >= 1" in failed["error"] and validate(failed) == []
     assert ok["status"] == "ok"
     rerun = _sweep(*args, home=home)
     assert (rerun.stdout + rerun.stderr).count("skipped") == 1          # the ok job only; the failed one runs again
     assert "method.members=0: must be an integer >= 1" in rerun.stdout + rerun.stderr
+    assert rerun.returncode == 1 and "modeconn: error: 1 sweep job(s) failed" in rerun.stderr  # not the skipped one

@@ -201,6 +201,7 @@ def cli() -> None:
     _freeze_import_heap()                      # the sweep's driver exits at once too
     if os.environ.get("HYDRA_FULL_ERROR"):
         main()
+        _exit_if_sweep_jobs_failed()
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"      # Hydra re-raises instead of printing; we print
     try:
@@ -223,6 +224,21 @@ def cli() -> None:
         for line in lines:
             print(f"modeconn: error: {line}", file=sys.stderr)
         sys.exit(1)
+    _exit_if_sweep_jobs_failed()
+
+
+def _exit_if_sweep_jobs_failed() -> None:
+    """A sweep whose jobs failed (recorded, the others ran on) ends with exit status 1 and a line
+    per failed job (:mod:`modeconn.sweep_outcome`)."""
+    from modeconn.sweep_outcome import FAILED
+
+    if not FAILED:
+        return
+    print(f"modeconn: error: {len(FAILED)} sweep job(s) failed; each is recorded in its results.json, and "
+          f"running the same command again re-runs only the jobs that did not finish:", file=sys.stderr)
+    for job_dir, error in FAILED:
+        print(f"modeconn: error:   {job_dir}: {error}", file=sys.stderr)
+    sys.exit(1)
 
 
 def lost_job_lines(error: BaseException) -> list[str] | None:
