@@ -228,3 +228,36 @@ def test_first_layer_precompute_falls_back_where_it_does_not_apply_or_fit():
     # 4 x (333 + 101) examples x 24 outputs x 4 bytes = 166,656 bytes
     assert FirstLayerCache.build(path, model, data, budget=166_655) is None
     assert FirstLayerCache.build(path, model, data, budget=166_656) is not None
+
+
+def test_last_bn_statistics_from_the_moments_of_its_linear_input():
+    """The MLP's last BN layer takes its statistics from the moments of its Linear's input (the
+    pass stops there); they equal the ones computed from that Linear's outputs, short last
+    batch included. Conv nets, and a Linear whose forward is switched off (the first-layer
+    precompute feeding), keep the plain pass."""
+    from modeconn.evaluation.bn import _linear_feeding_last_bn
+    from modeconn.evaluation.first_layer import _switched_off
+
+    torch.manual_seed(0)
+    model = build_model("mlp", {"width": 32, "depth": 3, "batchnorm": True}, SHAPE, 10).eval()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    x = torch.randn(1000, *SHAPE) * 2 + 0.5
+    name, linear, bn = _linear_feeding_last_bn(model, params, x[:2])
+    assert name == "features.2.linear" and linear is model.features[2].linear and bn is model.features[2].bn
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    recompute_bn(model, params, x, 128, moments=False)
+    plain = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in bns]
+    recompute_bn(model, params, x, 128)
+    for m, (mean, var, count) in zip(bns, plain):
+        assert torch.allclose(m.running_mean, mean, atol=2e-6, rtol=1e-5)
+        assert torch.allclose(m.running_var, var, atol=2e-6, rtol=1e-5)
+        assert int(m.num_batches_tracked) == count == 8 and "forward" not in m.__dict__
+    assert "forward" not in linear.__dict__
+
+    conv, _, _ = _curve("convnet_bn", points=3)
+    conv_params = {k: v.detach() for k, v in conv.named_parameters()}
+    assert _linear_feeding_last_bn(conv.eval(), conv_params, _data().x_train[:2]) is None
+    shallow = build_model("mlp", {"width": 16, "depth": 1, "batchnorm": True}, SHAPE, 10).eval()
+    with _switched_off(shallow.features[0].linear):
+        z = torch.randn(2, 16)
+        assert _linear_feeding_last_bn(shallow, dict(shallow.named_parameters()), z) is None
