@@ -100,9 +100,8 @@ class FirstLayerCache:
             need = (k + 1) * n * math.prod(out_shape) * controls.element_size()
             if need > (BUDGET if budget is None else budget):
                 return None
-            cache = cls(layer, names,
-                        *(torch.stack([cls._outputs(layer, space, names, c, x) for c in controls])
-                          for x in (data.x_train, data.x_test)))
+            cache = cls(layer, names, *(cls._outputs(layer, space, names, controls, x, out_shape)
+                                        for x in (data.x_train, data.x_test)))
             if not cache._agrees(model, space.unflatten(controls[0]), data.x_train[:8]):
                 return None
             return cache
@@ -110,12 +109,17 @@ class FirstLayerCache:
             model.train(was_training)
 
     @staticmethod
-    def _outputs(layer, space, names, control: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        params = space.unflatten(control)
-        local = {n.rsplit(".", 1)[1]: params[n] for n in names}
+    def _outputs(layer, space, names, controls: torch.Tensor, x: torch.Tensor, out_shape) -> torch.Tensor:
+        """(K, N, *out): every control point's layer output, written chunk by chunk into one
+        tensor (no concatenated and stacked copies of the ~0.4 GB)."""
         shape = _layer_input_shape(layer, x)
-        return torch.cat([functional_call(layer, local, (x[s:s + CHUNK].reshape(-1, *shape),))
-                          for s in range(0, x.shape[0], CHUNK)])
+        out = controls.new_empty(controls.shape[0], x.shape[0], *out_shape)
+        for k, control in enumerate(controls):
+            params = space.unflatten(control)
+            local = {n.rsplit(".", 1)[1]: params[n] for n in names}
+            for s in range(0, x.shape[0], CHUNK):
+                out[k, s:s + CHUNK] = functional_call(layer, local, (x[s:s + CHUNK].reshape(-1, *shape),))
+        return out
 
     def _agrees(self, model, params, x) -> bool:
         """Whether feeding the cached outputs gives the model's own logits. A model that checks
