@@ -141,32 +141,26 @@ def _linear_feeding_last_bn(model: nn.Module, params: Mapping[str, torch.Tensor]
     """(linear's name, linear, last BN) where the last BN layer to run is a BatchNorm1d on a
     (N, C) input that is the output of an unmodified nn.Linear called once, and runs once;
     else None. Found by running the model on `x` (a few examples, eval mode)."""
-    calls: list[tuple[nn.Module, int | None, int | None]] = []
+    calls: list[tuple[nn.Module, object, object]] = []  # (module, its first input, its output)
     names = {m: n for n, m in model.named_modules()}
 
-    def hook(module, inputs, output):
-        first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-        calls.append((module, id(first) if first is not None else None,
-                      id(output) if isinstance(output, torch.Tensor) else None))
+    def record(module, inputs, output):
+        calls.append((module, inputs[0] if inputs else None, output))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    keep = []  # hold the tensors so that their ids stay unique during the pass
-    keeper = [m.register_forward_hook(lambda m, i, o: keep.append(o)) for m in model.modules()
-              if not list(m.children())]
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
     try:
         functional_call(model, dict(params), (x,))
     finally:
-        for h in handles + keeper:
+        for h in handles:
             h.remove()
     bn_calls = [i for i, (m, _, _) in enumerate(calls) if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bn_calls or bn_calls[-1] == 0:
         return None
-    last = bn_calls[-1]
-    bn, bn_in, _ = calls[last]
-    linear, _, lin_out = calls[last - 1]
-    if (not isinstance(bn, nn.BatchNorm1d) or not isinstance(linear, nn.Linear) or lin_out != bn_in
+    bn, bn_input, _ = calls[bn_calls[-1]]
+    linear, _, linear_output = calls[bn_calls[-1] - 1]
+    if (not isinstance(bn, nn.BatchNorm1d) or not isinstance(linear, nn.Linear) or linear_output is not bn_input
             or "forward" in linear.__dict__ or sum(m is bn for m, _, _ in calls) != 1
-            or sum(m is linear for m, _, _ in calls) != 1 or keep[last - 1].dim() != 2):
+            or sum(m is linear for m, _, _ in calls) != 1 or linear_output.dim() != 2):
         return None
     return names[linear], linear, bn
 
