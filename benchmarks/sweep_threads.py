@@ -4,16 +4,16 @@ torch's default threads in every job (oversubscribed).
 
 Each job (by default): fashion_mnist, mlp, linear path, two endpoints trained
 `--epochs` epochs (a fresh store per sweep, so every sweep trains the same endpoints),
-then the 61-point evaluation: enough work per job that the jobs' compute, not Python's
-start-up, is what is compared (a job of a few seconds measures joblib's worker start-up). The three sweeps alternate over the repeats; wall-clock medians
-and ratios are printed (never asserted).
+then the 61-point evaluation: enough work that the jobs' compute, not Python's start-up,
+is compared (a job of a few seconds measures joblib's worker start-up). The three sweeps
+alternate over the repeats; wall-clock medians and ratios are printed (never asserted).
 
     .venv/bin/python benchmarks/sweep_threads.py [--repeats 3] [--epochs 1] [--train-size N] [--test-size N]
         [--dataset fashion_mnist] [--method linear] [--override KEY=VALUE ...]
 
-A matrix-product-bound job (the default: full Fashion-MNIST) already runs its 2 threads at
-~1.8x one thread here, so two such jobs side by side can gain little; a light job (digits,
-a small net's many short steps) leaves the second core idle and gains from a parallel sweep.
+On this 2-core VM one job's matrix products already run ~1.8x faster on 2 threads than on
+1, so two jobs side by side gain little (measured 0.96x full Fashion-MNIST, 0.89x digits with
+`--dataset digits --method bezier --epochs 40`: each joblib worker pays Python's start-up).
 """
 from __future__ import annotations
 

@@ -10,13 +10,12 @@ and count as ok.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from modeconn.results import FILENAME
+from modeconn.results import FILENAME, read_results
 
 # (job dir, first line of its error) for each job of the last multirun that did not end ok
 FAILED: list[tuple[Path, str]] = []
@@ -38,7 +37,7 @@ def failed_jobs(sweep_dir: Path, since: float) -> list[tuple[Path, str]]:
         try:
             if path.stat().st_mtime < since - 1:        # an earlier sweep's job, or one skipped as done
                 continue
-            record = json.loads(path.read_text())
+            record = read_results(path)
         except (OSError, ValueError) as error:
             failed.append((path.parent, f"unreadable {FILENAME}: {error}"))
             continue

@@ -102,8 +102,8 @@ class _LinearInputMoments:
 
     BLOCKS = 4
 
-    def __init__(self, linear: nn.Linear, group: int):
-        self.linear, self.group = linear, group
+    def __init__(self, group: int):
+        self.group = group
         self.mean_sum: torch.Tensor | None = None
         self.second: torch.Tensor | None = None
         self.batches = self.examples = 0
@@ -199,7 +199,7 @@ def recompute_bn(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.
             patched.append(m)
     moments_of = None
     if tail is not None:
-        moments_of = _LinearInputMoments(tail[1], batch_size)
+        moments_of = _LinearInputMoments(batch_size)
         tail[1].forward = moments_of
         patched.append(tail[1])
     n = x.shape[0]
