@@ -6,9 +6,11 @@ the free bend. SPRO step (Benton): the shared trainer's step on a 3-vertex simpl
 (one free vertex) with n_sample = 5 Dirichlet points and the Cayley-Menger volume
 term; compared with 5 plain steps, its ideal cost. Plain step: model(x), CE,
 backward, SGD with weight_decay. Batches of 128 Fashion-MNIST-shaped inputs (random
-tensors: only the shape matters). Steps alternate after a warm-up; medians over the repeats.
+tensors: only the shape matters). Steps alternate after a warm-up (the order reversed every
+other repeat); medians over the repeats, and the curve/plain ratio as the median (and quartiles)
+of each repeat's own pair.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curve_step.py [--archs mlp mlp_bn convnet] [--steps 20] [--repeats 5]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curve_step.py [--archs mlp mlp_bn convnet] [--steps 5] [--repeats 30]
 """
 from __future__ import annotations
 
@@ -53,8 +55,8 @@ def timed(step, batches) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["mlp", "mlp_bn", "convnet"], choices=sorted(VARIANTS))
-    ap.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(BATCH, *SHAPE, generator=g), torch.randint(0, CLASSES, (BATCH,), generator=g))
@@ -96,14 +98,17 @@ def main() -> None:
         for step in steps.values():  # warm-up
             timed(step, batches)
         times = {name: [] for name in steps}
-        for _ in range(args.repeats):  # alternate, so load changes hit all alike
-            for name, step in steps.items():
-                times[name].append(timed(step, batches))
+        for r in range(args.repeats):  # alternate, order reversed every other repeat: drifts hit all alike
+            for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+                times[name].append(timed(steps[name], batches))
         p, c, sp = (statistics.median(times[name]) for name in steps)
+        # The ratio of each repeat's own pair, then their median and quartiles: a block that a
+        # neighbour's burst slowed is compared with its own repeat's other block, not with all.
+        ratios = sorted(ci / pi for ci, pi in zip(times["curve"], times["plain"]))
+        q1, q3 = (ratios[(len(ratios) - 1) * k // 4] for k in (1, 3))
         print(f"{arch:8s} params {path.space.dim:>9,d}  plain {1e3 * p:7.2f} ms/step  curve {1e3 * c:7.2f} ms/step  "
-              f"ratio {c / p:.2f}x  spro (n_sample {N_SAMPLE}) {1e3 * sp:7.2f} ms/step = "
-              f"{sp / (N_SAMPLE * p):.2f}x {N_SAMPLE} plain steps")
-
+              f"ratio {statistics.median(ratios):.2f}x (quartiles {q1:.2f}-{q3:.2f})  spro (n_sample {N_SAMPLE}) "
+              f"{1e3 * sp:7.2f} ms/step = {sp / (N_SAMPLE * p):.2f}x {N_SAMPLE} plain steps")
 
 if __name__ == "__main__":
     main()

@@ -129,25 +129,45 @@ def test_curve_run_draws_the_loss_plane(run_config, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["bezier", "polychain"])
-def test_fused_training_weights_equal_the_vector_and_its_gradient(kind):
-    """weights_and_sq_norm (one fused pass per tensor, paths/base.py) = unflatten(vector) and
-    dot(v, v), values and gradients to the free bends alike."""
+@pytest.mark.parametrize("bends, t", [(4, 0.37), (3, 0.37), (4, 1 / 3)])
+def test_fused_training_weights_equal_the_vector_and_its_gradient(kind, bends, t):
+    """weights_and_sq_norm (whole-vector operations, paths/base.py) = unflatten(vector) and
+    dot(v, v), values and gradients to the free bends alike, also where the loss leaves a
+    tensor out; one free bend (the folded gradient) or two; t on a PolyChain knot (one weight)."""
     torch.manual_seed(0)
     model = build_model("mlp", {"width": 8, "depth": 2, "batchnorm": True}, (1, 4, 4), 3)
     space = ParameterSpace(model)
     a = space.flatten(model.state_dict())
-    path = {"bezier": BezierPath, "polychain": PolyChainPath}[kind](space, a, a + torch.randn(space.dim), num_bends=4)
+    path = {"bezier": BezierPath, "polychain": PolyChainPath}[kind](space, a, a + torch.randn(space.dim), num_bends=bends)
     with torch.no_grad():
         path.free.add_(torch.randn_like(path.free))
-    t = torch.tensor([0.37])
+    t = torch.tensor([t])
     probe = {k: torch.randn_like(v) for k, v in space.unflatten(a).items()}
+    probe.pop(space.names[1])  # the first bias: unused
     w, sq = path.weights_and_sq_norm(t)
-    (sum((w[k] * probe[k]).sum() for k in w) + 0.3 * sq).backward()
+    (sum((w[k] * probe[k]).sum() for k in probe) + 0.3 * sq).backward()
     fused = path.free.grad.clone()
     path.free.grad = None
     v = path.vector(t)
     ref = space.unflatten(v)
-    (sum((ref[k] * probe[k]).sum() for k in ref) + 0.3 * torch.dot(v, v)).backward()
+    (sum((ref[k] * probe[k]).sum() for k in probe) + 0.3 * torch.dot(v, v)).backward()
     assert all(torch.allclose(w[k], ref[k], atol=1e-6) for k in w)
     assert torch.allclose(sq, torch.dot(v, v).detach(), rtol=1e-6)
     assert torch.allclose(fused, path.free.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weights", [[0.2, 0.5, 0.3], [0.3, 0.3, 0.0], [0.0, 1.0, 0.0], [1.5, -0.7, 0.2], [0.0, 0.0, 0.0],
+                                     [2.0, 0.0, 0.0]])
+def test_the_step_combination_is_the_weighted_sum(weights):
+    """paths/base.py's memory-lean combination (lerp chain, zero weights skipped, a final
+    scaling when the weights do not sum to 1, plain adds with a negative weight) is sum_k c_k P_k,
+    and a fresh tensor (never a control point itself); the accelerator's route gives the same."""
+    from modeconn.paths.base import _mix_numbers, _mix_tensors
+
+    points = [torch.randn(1000) for _ in weights]
+    w = _mix_numbers(weights, points)
+    assert torch.allclose(w, sum(c * p for c, p in zip(weights, points)), atol=1e-6)
+    assert all(w.data_ptr() != p.data_ptr() for p in points)
+    # the accelerator's route (matrix-vector products on tensor coefficients) agrees
+    c = torch.tensor(weights)
+    assert torch.allclose(_mix_tensors(c[:2], c[2:], torch.stack(points[:2]), torch.stack(points[2:])), w, atol=1e-6)
