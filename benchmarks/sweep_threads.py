@@ -11,9 +11,11 @@ alternate over the repeats; wall-clock medians and ratios are printed (never ass
     .venv/bin/python benchmarks/sweep_threads.py [--repeats 3] [--epochs 1] [--train-size N] [--test-size N]
         [--dataset fashion_mnist] [--method linear] [--override KEY=VALUE ...]
 
-On this 2-core VM one job's matrix products already run ~1.8x faster on 2 threads than on
-1, so two jobs side by side gain little (measured 0.96x full Fashion-MNIST, 0.89x digits with
-`--dataset digits --method bezier --epochs 40`: each joblib worker pays Python's start-up).
+What a parallel sweep can gain depends on the job. Light jobs (a small net, a job's
+work on one core: `--dataset digits --method bezier --epochs 120`) run side by side almost
+as fast as alone; jobs whose matrix products already use both cores (full Fashion-MNIST) can
+gain little on a 2-core machine. Each joblib worker pays the job's imports (Lightning and
+what it loads, ~9 s here) again; the driver, which only launches, does not import them.
 """
 from __future__ import annotations
 

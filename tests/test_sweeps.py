@@ -182,3 +182,14 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on_and_reruns_it(tmp_path):
     assert (rerun.stdout + rerun.stderr).count("skipped") == 1          # the ok job only; the failed one runs again
     assert "method.members=0: must be an integer >= 1" in rerun.stdout + rerun.stderr
     assert rerun.returncode == 1 and "modeconn: error: 1 sweep job(s) failed" in rerun.stderr  # not the skipped one
+
+
+def test_the_app_imports_no_lightning_scipy_or_pot_until_a_job_runs():
+    """A sweep's driver only launches jobs: importing the app leaves Lightning (with the
+    torchmetrics, torchvision models and torch._dynamo it loads), the runners, scipy and POT to
+    the job (~6 s of start-up a parallel sweep's driver paid before its workers paid it again)."""
+    code = ("import sys, modeconn.app; "
+            "heavy = [m for m in ('lightning', 'torchmetrics', 'modeconn.runners', 'scipy.optimize', 'ot') "
+            "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -27,11 +27,8 @@ from modeconn.paths.units import NotAChain
 from modeconn.report.console import run_table
 from modeconn.resume import finished
 from modeconn.results import RunRecord, run_setting
-from modeconn.runners import RunContext, runner_for
 from modeconn.store import CorruptEntry, EndpointStore, IncompatibleCheckpoint
 from modeconn.tracking import make_tracker
-from modeconn.training import accel
-from modeconn.training.endpoints import new_model
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Bad input, reported as one line instead of a traceback: the message names the value, file or
@@ -94,6 +91,12 @@ def run(cfg: DictConfig) -> dict:
             if problems:
                 raise ConfigError(problems)    # a sweep job: recorded as failed, the sweep goes on
             threads.apply(cfg.trainer.get("threads", "auto"), _launcher_config())
+            # Imported here, not with the app: Lightning and what it loads (torchmetrics,
+            # torchvision's models, torch._dynamo) are ~6 s that a sweep's driver, which only
+            # launches the jobs, need not pay before its workers pay them again.
+            from modeconn.runners import RunContext, runner_for
+            from modeconn.training import accel
+
             device = device_for(cfg)
             if device.type == "cuda":
                 torch.cuda.set_device(device)     # Lightning's devices=1 then trains on this job's GPU
@@ -118,6 +121,8 @@ def run(cfg: DictConfig) -> dict:
 
 def _build_model(cfg: DictConfig, data) -> torch.nn.Module:
     """The run's network; an arch that does not fit (unknown params, input shape) is a config error."""
+    from modeconn.training.endpoints import new_model
+
     try:
         return new_model(cfg, data)
     except (ValueError, TypeError) as error:

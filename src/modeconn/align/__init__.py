@@ -14,11 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from modeconn.align.activation import activation_matching
 from modeconn.align.groups import Axis, PermutationGroup, PermutationSpec, UnsupportedGraph, permutation_spec
-from modeconn.align.ot import ot_matching
 from modeconn.align.permute import permute_state, permute_vector
-from modeconn.align.weight import weight_matching
 
 MATCHERS = ("activation", "weight", "ot")
 
@@ -31,6 +28,12 @@ def match(method: str, model: nn.Module, spec: PermutationSpec, state_a: Mapping
     ``state_*`` are full state dicts (parameters and buffers); weight-based matchers
     use the parameters only. ``x`` (training inputs) is needed by ``activation``.
     """
+    # The matchers are imported on use: scipy's and POT's imports (~1.2 s) are not every
+    # process's start-up (a sweep's driver, the CLI's error paths import this package).
+    from modeconn.align.activation import activation_matching
+    from modeconn.align.ot import ot_matching
+    from modeconn.align.weight import weight_matching
+
     params = {name for name, _ in model.named_parameters()}
     weights_a = {k: v for k, v in state_a.items() if k in params}
     weights_b = {k: v for k, v in state_b.items() if k in params}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import ot
 import torch
 
 from modeconn.align.groups import PermutationSpec
@@ -41,6 +40,8 @@ def ot_matching(spec: PermutationSpec, state_a: Mapping[str, torch.Tensor],
                              "is the spec in forward order?")
         a = torch.cat(rows_a, 1).double().cpu().numpy()
         b = torch.cat(rows_b, 1).double().cpu().numpy()
+        import ot  # POT (and the scikit-learn it loads): ~0.9 s, only for align=ot
+
         uniform = ot.unif(group.size)
         plan = ot.emd(uniform, uniform, ot.dist(a, b), numItermax=10_000_000)
         perms[group.name] = torch.as_tensor(plan.argmax(1), device=device)

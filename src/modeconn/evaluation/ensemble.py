@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from modeconn.evaluation.bn import recompute_bn
 from modeconn.evaluation.predictions import as_rows
@@ -52,6 +51,10 @@ def ensemble_metrics(probs: Tensor, y: Tensor) -> dict[str, float]:
     acc = 100.0 * (probs.argmax(1) == y).double().mean()
     onehot = F.one_hot(y, num_classes).double()
     brier = (probs - onehot).pow(2).sum(1).mean()
+    # imported here: torchmetrics pulls in torchvision's models and torch._dynamo (~2.7 s of
+    # every process's start-up, a parallel sweep's workers' included)
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     ece = multiclass_calibration_error(probs.float(), y, num_classes=num_classes, n_bins=ECE_BINS, norm="l1")
     return {"test_acc": acc.item(), "test_nll": nll.item(), "test_ece": float(ece), "test_brier": brier.item()}
 
