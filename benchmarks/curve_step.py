@@ -25,6 +25,7 @@ from modeconn.data import TensorLoader
 from modeconn.models import build_model
 from modeconn.paths import BezierPath, ParameterSpace
 from modeconn.paths.simplex import SimplicialComplexPath
+from modeconn.training.classifier import sgd
 from modeconn.training.path_trainer import PathModule
 
 SHAPE, CLASSES, BATCH, WD, LR, N_SAMPLE = (1, 28, 28), 10, 128, 5e-4, 0.01, 5
@@ -66,15 +67,15 @@ def main() -> None:
     for arch in args.archs:
         model, path, simplex = make(arch)
         model.train()
-        plain_opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WD)
+        plain_opt = sgd(model.parameters(), lr=LR, momentum=0.9, weight_decay=WD)  # the suite's optimiser
         curve_model = build_model(*VARIANTS[arch], SHAPE, CLASSES).train()
-        curve_opt = torch.optim.SGD([path.free], lr=LR, momentum=0.9)
+        curve_opt = sgd([path.free], lr=LR, momentum=0.9)
         trainer = PathModule(path, curve_model, TensorLoader(*batches[0], BATCH), lr=LR, momentum=0.9, wd=WD,
                              total_steps=1)
         spro = PathModule(simplex, curve_model, TensorLoader(*batches[0], BATCH), samples=N_SAMPLE, lr=LR,
                           momentum=0.9, wd=WD, total_steps=1)
         spro.log = lambda *a, **k: None   # outside a Trainer
-        spro_opt = torch.optim.SGD([simplex.free], lr=LR, momentum=0.9)
+        spro_opt = sgd([simplex.free], lr=LR, momentum=0.9)
         tg = torch.Generator().manual_seed(1)
 
         def plain_step(x, y):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modeconn.data import Dataset, TensorLoader
-from modeconn.training.classifier import ClassifierModule
+from modeconn.training.classifier import ClassifierModule, sgd
 from modeconn.training.fit import fit, steps_per_epoch
 
 
@@ -54,7 +54,7 @@ class FGEModule(ClassifierModule):
         self.lr_1, self.lr_2, self.cycle_iters = lr_1, lr_2, cycle_iters
 
     def configure_optimizers(self):
-        opt = torch.optim.SGD(self.model.parameters(), lr=self.lr_1, momentum=self.momentum, weight_decay=self.wd)
+        opt = sgd(self.model.parameters(), lr=self.lr_1, momentum=self.momentum, weight_decay=self.wd)
         factor = lambda step: cyclic_lr(step, self.cycle_iters, self.lr_1, self.lr_2) / self.lr_1
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
