@@ -127,14 +127,14 @@ class ControlPointPath(Path):
 class _Combine(torch.autograd.Function):
     """w = sum_k c_k P_k as the network's named tensors, and ||w||^2, for a training step.
 
-    Everything runs on the one flat vector w, a few whole-vector operations whatever
-    the number of parameter tensors: a loop over the tensors cost ~75 us of Python and
-    dispatch per tensor and step (PreResNet110's 331 tensors: 29 ms a step for the
-    combination and its gradient, 15 ms this way). The tensors handed to the network are views of w made
-    here, so each comes back to `backward` with its own gradient (a split *after* the
-    Function would have autograd build a D-long gradient per view); backward turns them
-    and the penalty's 2 g_sq w into the free points' gradient, c_k (g + 2 g_sq w). The
-    coefficients are not differentiated: coordinates are sampled, never learnt.
+    Everything runs on the one flat vector w, a few whole-vector operations whatever the
+    number of parameter tensors: a loop over the tensors cost ~75 us of Python and dispatch
+    per tensor and step (PreResNet110's 331 tensors: 29 ms a step for the combination and its
+    gradient, 15 ms this way). The tensors handed to the network are views of w made here, so
+    each comes back to `backward` with its own gradient (a split *after* the Function would
+    have autograd build a D-long gradient per view); backward turns them and the penalty's
+    2 g_sq w into the free points' gradient, c_k (g + 2 g_sq w). The coefficients are not
+    differentiated: coordinates are sampled, never learnt.
     """
 
     @staticmethod
