@@ -111,5 +111,6 @@ def main() -> None:
               f"ratio {statistics.median(ratios):.2f}x (quartiles {q1:.2f}-{q3:.2f})  spro (n_sample {N_SAMPLE}) "
               f"{1e3 * sp:7.2f} ms/step = {sp / (N_SAMPLE * p):.2f}x {N_SAMPLE} plain steps")
 
+
 if __name__ == "__main__":
     main()

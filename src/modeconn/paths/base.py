@@ -114,14 +114,8 @@ class ControlPointPath(Path):
         return dict(zip(self.space.names, out[:-1])), out[-1]
 
     def vector(self, coords: torch.Tensor) -> torch.Tensor:
-        c = self.coefficients(coords).to(self.fixed)
-        # Two matrix-vector products instead of stacking all points (no K x D copy per step),
-        # written as mv on the transposed (D, K) views: `c @ points` took the vector-matrix
-        # route, 4x slower here at D = 670k (benchmarks/curve_step.py).
-        v = torch.mv(self.fixed.t(), c[self.fixed_index])
-        if self.free.shape[0]:
-            v = torch.addmv(v, self.free.t(), c[self.free_index])
-        return v
+        c = self.coefficients(coords).to(self.fixed)  # differentiable in the points and the coordinates
+        return _mix_tensors(c[self.fixed_index], c[self.free_index], self.fixed, self.free)
 
 
 class _Combine(torch.autograd.Function):
@@ -142,23 +136,21 @@ class _Combine(torch.autograd.Function):
         w = _mix(c_fixed, c_free, fixed, free)
         ctx.space, ctx.free_rows = space, free.shape[0]
         ctx.save_for_backward(c_free, w)
-        ws = [v.view(shape) for v, shape in zip(w.split(space.numels), space.shapes)]
-        return (*ws, torch.dot(w, w))
+        return (*space.unflatten(w).values(), torch.dot(w, w))
 
     @staticmethod
     def backward(ctx, *grads):
         if not ctx.needs_input_grad[3] or not ctx.free_rows:
             return None, None, None, None, None
         c_free, w = ctx.saved_tensors
-        views = lambda flat: [v.view(shape) for v, shape in zip(flat.split(ctx.space.numels), ctx.space.shapes)]
         if w.device.type == "cpu" and ctx.free_rows == 1:  # a curve's one bend: c (g + 2 g_sq w) in two passes
             (c,) = c_free.tolist()
             grad_free = w.new_empty(1, w.numel())
             torch.mul(w, 2 * grads[-1].item() * c, out=grad_free[0])
-            torch._foreach_add_(views(grad_free[0]), list(grads[:-1]), alpha=c)
+            torch._foreach_add_(list(ctx.space.unflatten(grad_free[0]).values()), list(grads[:-1]), alpha=c)
             return None, None, None, grad_free, None
         h = torch.mul(w, 2 * grads[-1])  # the penalty's gradient, then the network's added per tensor
-        torch._foreach_add_(views(h), list(grads[:-1]))
+        torch._foreach_add_(list(ctx.space.unflatten(h).values()), list(grads[:-1]))
         return None, None, None, torch.outer(c_free, h), None
 
 
@@ -172,6 +164,8 @@ def _mix(c_fixed: torch.Tensor, c_free: torch.Tensor, fixed: torch.Tensor, free:
 
 
 def _mix_tensors(c_fixed: torch.Tensor, c_free: torch.Tensor, fixed: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Two matrix-vector products on the transposed (D, K) views, no K x D stack: `c @ points`
+    took the vector-matrix route, 4x slower at D = 670k (benchmarks/curve_step.py)."""
     w = torch.mv(fixed.t(), c_fixed)
     return torch.addmv(w, free.t(), c_free) if free.shape[0] else w
 
