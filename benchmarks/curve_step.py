@@ -6,11 +6,14 @@ the free bend. SPRO step (Benton): the shared trainer's step on a 3-vertex simpl
 (one free vertex) with n_sample = 5 Dirichlet points and the Cayley-Menger volume
 term; compared with 5 plain steps, its ideal cost. Plain step: model(x), CE,
 backward, SGD with weight_decay. Batches of 128 Fashion-MNIST-shaped inputs (random
-tensors: only the shape matters). Steps alternate after a warm-up (the order reversed every
-other repeat); medians over the repeats, and the curve/plain ratio as the median (and quartiles)
-of each repeat's own pair.
+tensors: only the shape matters). Each repeat runs a block of consecutive steps of each kind,
+as training runs them, after two untimed steps that leave the allocator in that kind's state
+(the order reversed every other repeat); medians over the repeats, and the curve/plain ratio
+as the median (and quartiles) of each repeat's own pair. Freed memory is held as training
+holds it (src/modeconn/heap.py); `--heap default --no-spro` shows glibc's own trimming
+(a SPRO step's larger blocks raise glibc's trim threshold for the whole process).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curve_step.py [--archs mlp mlp_bn convnet] [--steps 5] [--repeats 30]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curve_step.py [--archs mlp mlp_bn convnet] [--steps 10] [--repeats 30] [--heap hold|default]
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from modeconn.data import TensorLoader
+from modeconn.heap import hold_freed_memory
 from modeconn.models import build_model
 from modeconn.paths import BezierPath, ParameterSpace
 from modeconn.paths.simplex import SimplicialComplexPath
@@ -46,24 +50,32 @@ def make(arch: str):
     return model, path, simplex
 
 
-def timed(step, batches) -> float:
-    start = time.perf_counter()
-    for x, y in batches:
+def timed(step, batches, steps: int) -> float:
+    """Seconds a step over `steps` consecutive steps, after two untimed ones."""
+    for x, y in batches[:2]:
         step(x, y)
-    return (time.perf_counter() - start) / len(batches)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(*batches[i % len(batches)])
+    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", nargs="+", default=["mlp", "mlp_bn", "convnet"], choices=sorted(VARIANTS))
-    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--steps", type=int, default=10, help="consecutive steps per timed block")
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--heap", choices=["hold", "default"], default="hold",
+                    help="hold freed memory as training does (default), or glibc's default trimming")
+    ap.add_argument("--no-spro", action="store_true",
+                    help="curve and plain steps only (SPRO's larger blocks change glibc's default trimming)")
     args = ap.parse_args()
+    held = args.heap == "hold" and hold_freed_memory()
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(BATCH, *SHAPE, generator=g), torch.randint(0, CLASSES, (BATCH,), generator=g))
-               for _ in range(args.steps)]
-    print(f"batch {BATCH} of {SHAPE}; {args.steps} steps x {args.repeats} repeats (after one warm-up repeat); "
-          f"threads {torch.get_num_threads()}")
+               for _ in range(5)]
+    print(f"batch {BATCH} of {SHAPE}; blocks of {args.steps} steps x {args.repeats} repeats (after one warm-up "
+          f"repeat); threads {torch.get_num_threads()}; freed memory {'held' if held else 'trimmed (glibc default)'}")
     for arch in args.archs:
         model, path, simplex = make(arch)
         model.train()
@@ -95,21 +107,25 @@ def main() -> None:
             spro.training_step((x, y), 0).backward()
             spro_opt.step()
 
-        steps = {"plain": plain_step, "curve": curve_step, "spro": spro_step}
+        steps = {"plain": plain_step, "curve": curve_step} | ({} if args.no_spro else {"spro": spro_step})
         for step in steps.values():  # warm-up
-            timed(step, batches)
+            timed(step, batches, args.steps)
         times = {name: [] for name in steps}
         for r in range(args.repeats):  # alternate, order reversed every other repeat: drifts hit all alike
             for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
-                times[name].append(timed(steps[name], batches))
-        p, c, sp = (statistics.median(times[name]) for name in steps)
+                times[name].append(timed(steps[name], batches, args.steps))
+        p, c = statistics.median(times["plain"]), statistics.median(times["curve"])
         # The ratio of each repeat's own pair, then their median and quartiles: a block that a
         # neighbour's burst slowed is compared with its own repeat's other block, not with all.
         ratios = sorted(ci / pi for ci, pi in zip(times["curve"], times["plain"]))
         q1, q3 = (ratios[(len(ratios) - 1) * k // 4] for k in (1, 3))
-        print(f"{arch:8s} params {path.space.dim:>9,d}  plain {1e3 * p:7.2f} ms/step  curve {1e3 * c:7.2f} ms/step  "
-              f"ratio {statistics.median(ratios):.2f}x (quartiles {q1:.2f}-{q3:.2f})  spro (n_sample {N_SAMPLE}) "
-              f"{1e3 * sp:7.2f} ms/step = {sp / (N_SAMPLE * p):.2f}x {N_SAMPLE} plain steps")
+        line = (f"{arch:8s} params {path.space.dim:>9,d}  plain {1e3 * p:7.2f} ms/step  curve {1e3 * c:7.2f} ms/step  "
+                f"ratio {statistics.median(ratios):.2f}x (quartiles {q1:.2f}-{q3:.2f})")
+        if "spro" in times:
+            sp = statistics.median(times["spro"])
+            line += (f"  spro (n_sample {N_SAMPLE}) {1e3 * sp:7.2f} ms/step = {sp / (N_SAMPLE * p):.2f}x "
+                     f"{N_SAMPLE} plain steps")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from modeconn.errors import CorruptCheckpoint, TrainingDiverged
+from modeconn.heap import hold_freed_memory
 from modeconn.progress import interactive
 from modeconn.store import spec_key
 from modeconn.training.accel import compile_step
@@ -175,5 +176,6 @@ def fit(module: L.LightningModule, *, epochs: int, work_dir: Path, trainer_cfg: 
         default_root_dir=str(work_dir),
     )
     compile_step(module, trainer_cfg)
+    hold_freed_memory()       # steps that allocate weight-sized tensors afresh fault no pages in
     trainer.fit(module, ckpt_path=str(last) if last is not None else None)
     return trainer
