@@ -4,10 +4,10 @@ PyTorch's CPU allocator is plain malloc. glibc hands a freed block of a few MB b
 the operating system (it trims the heap top past twice the largest block freed so far),
 so a training step that allocates weight-sized tensors afresh (a path's w(t) and its
 gradient: 2.7 MB each for the MLP) can fault all their pages in again, step after step:
-a SPRO step of the MLP faulted ~6,000 pages, and two epochs of simplex training took
-10.7-11.2 s instead of 8.8-9.1 s (README, Freed memory). Raising the trim threshold keeps
-those pages; a fixed mmap threshold (glibc's largest, 32 MiB) serves such blocks from the
-heap. The heap then stays at its peak of blocks under 32 MiB until the process ends.
+a SPRO step of the MLP faulted ~6,000 pages, and simplex training ran 1.13x slower
+(benchmarks/held_memory.py). Raising the trim threshold keeps those pages; a fixed mmap
+threshold (glibc's largest, 32 MiB) serves such blocks from the heap. The heap then stays
+at its peak of blocks under 32 MiB until the process ends.
 """
 from __future__ import annotations
 
